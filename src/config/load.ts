@@ -1,0 +1,116 @@
+import { readFileSync } from "node:fs";
+import { Value } from "@sinclair/typebox/value";
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import { ConfigError } from "../lib/errors.js";
+import { ConfigSchema } from "./schema.js";
+import type { ApiConfig, KeygateConfig } from "./schema.js";
+import { checksumLength } from "../keys/checksum.js";
+
+const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** `a.b[0].c` from a JSON pointer `/a/b/0/c`, for error messages a person can follow. */
+function pointerToPath(pointer: string): string {
+  const parts = pointer.split("/").slice(1).map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
+  let out = "";
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
+  return out || "(root)";
+}
+
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` in every string of the parsed document. Done after
+ * YAML parsing, so a variable's value is always data and never YAML syntax.
+ */
+function interpolate(node: unknown, env: NodeJS.ProcessEnv, file: string, path: string): unknown {
+  if (typeof node === "string") {
+    return node.replace(VAR, (_all, name: string, fallback: string | undefined) => {
+      const value = env[name];
+      if (value !== undefined && value !== "") return value;
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${file}: ${path || "(root)"}: environment variable ${name} is not set and has no default (write \${${name}:-default})`);
+    });
+  }
+  if (Array.isArray(node)) return node.map((v, i) => interpolate(v, env, file, `${path}[${i}]`));
+  if (node && typeof node === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = interpolate(v, env, file, path ? `${path}.${k}` : k);
+    return out;
+  }
+  return node;
+}
+
+/** Rules JSON Schema cannot say: cross-field consistency of each API. */
+function checkApi(api: ApiConfig, at: string, fail: (path: string, msg: string) => never): void {
+  const f = api.keyFormat;
+  if (f.alphabet === "uuid") {
+    if (f.checksum) fail(`${at}.keyFormat.checksum`, "a uuid body has no room for a checksum; set checksum: false or use base62/hex");
+    f.length = 36;
+  } else {
+    const random = f.length - (f.checksum ? checksumLength(f.alphabet) : 0);
+    const bits = random * Math.log2(f.alphabet === "hex" ? 16 : 62);
+    if (bits < 128) fail(`${at}.keyFormat.length`, `a body of ${f.length} ${f.alphabet} characters${f.checksum ? " with a checksum" : ""} carries ${Math.floor(bits)} random bits; at least 128 are required (base62: 22 characters, hex: 32, plus the checksum)`);
+  }
+  if (f.importPattern !== undefined) {
+    try { new RegExp(f.importPattern); } catch (e) { fail(`${at}.keyFormat.importPattern`, `not a valid regular expression: ${(e as Error).message}`); }
+  }
+  if (!f.environmentInKey && f.prefix === "" && f.alphabet !== "uuid" && f.length < 20) {
+    fail(`${at}.keyFormat.length`, "keys without any prefix need a body of at least 20 characters");
+  }
+  const scopes = new Set(api.scopes.map((s) => (typeof s === "string" ? s : s.name)));
+  for (const [i, s] of api.defaultScopes.entries()) {
+    if (!scopes.has(s)) fail(`${at}.defaultScopes[${i}]`, `scope ${JSON.stringify(s)} is not declared in ${at}.scopes`);
+  }
+  for (const env of Object.keys(api.environmentRateLimits ?? {})) {
+    if (!f.environments.includes(env)) fail(`${at}.environmentRateLimits.${env}`, `unknown environment; declared: ${f.environments.join(", ")}`);
+  }
+}
+
+/**
+ * Validates a config object (already parsed from YAML or built in code), applies defaults and
+ * returns it typed. `source` names the file in error messages.
+ *
+ * @example
+ * const config = parseConfig({ apis: [{ id: "payments" }] });
+ */
+export function parseConfig(raw: unknown, source = "config", env: NodeJS.ProcessEnv = process.env): KeygateConfig {
+  const fail = (path: string, msg: string): never => { throw new ConfigError(`${source}: ${path}: ${msg}`, { file: source, field: path }); };
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) fail("(root)", "expected a mapping with at least `apis:`");
+  const interpolated = interpolate(raw, env, source, "");
+  const value = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, Value.Clone(interpolated)));
+  const first = Value.Errors(ConfigSchema, value).First();
+  if (first) {
+    const extra = first.schema.additionalProperties === false && first.value && typeof first.value === "object"
+      ? Object.keys(first.value as object).filter((k) => !(k in (first.schema.properties ?? {})))
+      : [];
+    const msg = extra.length ? `unknown field ${JSON.stringify(extra[0])}` : first.message;
+    fail(pointerToPath(first.path), `${msg} (got ${JSON.stringify(first.value)?.slice(0, 80)})`);
+  }
+  const config = value as KeygateConfig;
+  const ids = new Set<string>();
+  config.apis.forEach((api, i) => {
+    if (ids.has(api.id)) fail(`apis[${i}].id`, `duplicate api id ${JSON.stringify(api.id)}`);
+    ids.add(api.id);
+    checkApi(api, `apis[${i}]`, fail);
+  });
+  return config;
+}
+
+/** Reads, interpolates and validates a YAML config file. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): KeygateConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError(`${file}: cannot read config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (e) {
+    const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "";
+    throw new ConfigError(`${file}: not valid YAML${where}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  return parseConfig(raw, file, env);
+}
+
+/** The names of an API's scopes, whichever form the config used. */
+export const scopeNames = (api: ApiConfig): string[] => api.scopes.map((s) => (typeof s === "string" ? s : s.name));

@@ -1,0 +1,24 @@
+/**
+ * keygate: API-key authentication for API providers, in-process.
+ *
+ * @example
+ * import { createKeygate, createSqliteStore, loadConfigFile } from "keygate";
+ * const keygate = await createKeygate({ config: loadConfigFile("keygate.yaml"), store: createSqliteStore({ filename: "data/keygate.db" }) });
+ */
+export { createKeygate, keyStatus } from "./keygate.js";
+export type { Keygate, CreateKeygateOptions, KeyView, CreatedKey, AccountView, CreateKeyInput, UpdateKeyInput, ImportKeyInput, Page, KeyStatus } from "./keygate.js";
+export type { Verdict, VerifyRequest, RateLimitInfo } from "./verify/engine.js";
+export { VERDICT_CODES, VERDICT_STATUS, VERDICT_MESSAGES } from "./verify/codes.js";
+export type { VerdictCode } from "./verify/codes.js";
+export { parseConfig, loadConfigFile } from "./config/load.js";
+export type { KeygateConfig, ApiConfig, RateLimitConfig, LockoutConfig } from "./config/schema.js";
+export { createKeyCodec } from "./keys/format.js";
+export type { KeyFormat, KeyCodec, ParsedKey } from "./keys/format.js";
+export { createMemoryStore } from "./store/memory/index.js";
+export { createSqliteStore } from "./store/sqlite/index.js";
+export type { Store, KeyRecord, Account } from "./store/types.js";
+export { createMemoryRateLimiter, createMemoryLockout } from "./limits/memory/index.js";
+export type { RateLimiter, RateLimitVerdict, Lockout, LockoutPolicy, LockoutState } from "./limits/types.js";
+export { createManualClock, systemClock } from "./lib/clock.js";
+export type { Clock, ManualClock } from "./lib/clock.js";
+export { KeygateError, ConfigError } from "./lib/errors.js";

@@ -1,0 +1,420 @@
+import type { KeygateConfig, RateLimitConfig } from "./config/schema.js";
+import { parseConfig, scopeNames } from "./config/load.js";
+import { KeygateError, notFound } from "./lib/errors.js";
+import { normalizeCidr } from "./lib/ip.js";
+import { systemClock } from "./lib/clock.js";
+import type { Clock } from "./lib/clock.js";
+import { createKeyCodec } from "./keys/format.js";
+import { createKeyHasher, isSha256Hex } from "./keys/hash.js";
+import { newId } from "./keys/ids.js";
+import { createMemoryLockout, createMemoryRateLimiter } from "./limits/memory/index.js";
+import type { Lockout, RateLimiter } from "./limits/types.js";
+import { createMemoryStore } from "./store/memory/index.js";
+import type { Account, KeyPatch, KeyRecord, Store } from "./store/types.js";
+import { createUsageRecorder } from "./usage/recorder.js";
+import { createVerifier } from "./verify/engine.js";
+import type { ApiRuntime, Verdict, VerifyRequest } from "./verify/engine.js";
+
+/** How a key stands now, derived from its record and the clock. */
+export type KeyStatus = "active" | "disabled" | "expired" | "revoked" | "rotating" | "rotated";
+
+/** A key as the admin API and the SDK show it: everything but the secret. Times are ISO 8601. */
+export interface KeyView {
+  id: string;
+  api: string;
+  accountId: string;
+  applicationId: string | null;
+  name: string | null;
+  environment: string;
+  start: string | null;
+  status: KeyStatus;
+  scopes: string[];
+  ipAllowlist: string[];
+  expiresAt: string | null;
+  rateLimit: RateLimitConfig | null;
+  enabled: boolean;
+  revokedAt: string | null;
+  rotatedAt: string | null;
+  graceEndsAt: string | null;
+  replacedBy: string | null;
+  metadata: Record<string, unknown>;
+  source: KeyRecord["source"];
+  createdAt: string;
+  updatedAt: string;
+  lastUsedAt: string | null;
+  usageCount: number;
+}
+
+/** The one response that carries a secret: the key just created, rotated in, or nothing else. */
+export interface CreatedKey extends KeyView {
+  key: string;
+}
+
+export interface AccountView {
+  id: string;
+  name: string;
+  email: string;
+  metadata: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface CreateKeyInput {
+  api: string;
+  accountId: string;
+  applicationId?: string | null | undefined;
+  name?: string | null | undefined;
+  environment?: string | undefined;
+  scopes?: string[] | undefined;
+  ipAllowlist?: string[] | undefined;
+  expiresAt?: string | Date | null | undefined;
+  rateLimit?: RateLimitConfig | null | undefined;
+  metadata?: Record<string, unknown> | undefined;
+}
+
+export interface UpdateKeyInput {
+  name?: string | null;
+  scopes?: string[];
+  ipAllowlist?: string[];
+  expiresAt?: string | Date | null;
+  rateLimit?: RateLimitConfig | null;
+  enabled?: boolean;
+  metadata?: Record<string, unknown>;
+}
+
+/** One key to import: exactly one of `key` (plaintext) or `hash` (its SHA-256, hex). */
+export interface ImportKeyInput extends Omit<CreateKeyInput, "api"> {
+  key?: string | undefined;
+  hash?: string | undefined;
+}
+
+export interface Page<T> {
+  data: T[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export interface CreateKeygateOptions {
+  /** A validated config, or a plain object that {@link parseConfig} accepts. */
+  config: KeygateConfig | Record<string, unknown>;
+  /** Defaults to an in-memory store; use `createSqliteStore` for the embedded default. */
+  store?: Store;
+  limiter?: RateLimiter;
+  lockout?: Lockout;
+  clock?: Clock;
+  /** Called when a background task (the usage flush) fails; it will retry on its own. */
+  onBackgroundError?: (error: unknown) => void;
+}
+
+/**
+ * The whole of keygate in-process: key management and verification over the given ports.
+ *
+ * @example
+ * import { createKeygate, createSqliteStore } from "keygate";
+ *
+ * const keygate = await createKeygate({
+ *   config: { apis: [{ id: "payments", keyFormat: { prefix: "pk" } }] },
+ *   store: createSqliteStore({ filename: "./data/keygate.db" }),
+ * });
+ * const account = await keygate.accounts.create({ name: "Acme", email: "dev@acme.test" });
+ * const { key } = await keygate.keys.create({ api: "payments", accountId: account.id });
+ * const verdict = await keygate.verifyKey({ api: "payments", key });
+ * verdict.valid; // true
+ */
+export interface Keygate {
+  readonly config: KeygateConfig;
+  readonly store: Store;
+  readonly apis: ReadonlyMap<string, ApiRuntime>;
+  verifyKey(request: VerifyRequest): Promise<Verdict>;
+  accounts: {
+    create(input: { name: string; email: string; metadata?: Record<string, unknown> | undefined }): Promise<AccountView>;
+    get(id: string): Promise<AccountView>;
+    list(query?: { cursor?: string | undefined; limit?: number | undefined }): Promise<Page<AccountView>>;
+  };
+  keys: {
+    create(input: CreateKeyInput): Promise<CreatedKey>;
+    get(id: string): Promise<KeyView>;
+    list(query?: { api?: string | undefined; accountId?: string | undefined; cursor?: string | undefined; limit?: number | undefined }): Promise<Page<KeyView>>;
+    update(id: string, input: UpdateKeyInput): Promise<KeyView>;
+    revoke(id: string): Promise<KeyView>;
+    rotate(id: string, input?: { gracePeriodSeconds?: number | undefined }): Promise<{ key: CreatedKey; previous: KeyView }>;
+    import(api: string, keys: ImportKeyInput[]): Promise<KeyView[]>;
+  };
+  /** Writes pending usage counts to the store. */
+  flush(): Promise<void>;
+  /** Flushes and closes the store and limiters. */
+  close(): Promise<void>;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+const MAX_GRACE_SECONDS = 30 * 86_400;
+const MAX_PAGE = 100;
+
+export function keyStatus(r: KeyRecord, now: number): KeyStatus {
+  if (r.revokedAt !== null) return "revoked";
+  if (r.graceEndsAt !== null) return r.graceEndsAt <= now ? "rotated" : "rotating";
+  if (r.expiresAt !== null && r.expiresAt <= now) return "expired";
+  if (!r.enabled) return "disabled";
+  return "active";
+}
+
+export async function createKeygate(options: CreateKeygateOptions): Promise<Keygate> {
+  const config = "apis" in options.config && Array.isArray(options.config.apis) && isParsed(options.config)
+    ? (options.config as KeygateConfig)
+    : parseConfig(options.config);
+  const store = options.store ?? createMemoryStore();
+  const limiter = options.limiter ?? createMemoryRateLimiter();
+  const lockout = options.lockout ?? createMemoryLockout();
+  const clock = options.clock ?? systemClock;
+  const hasher = createKeyHasher(config.security.hashSecret || undefined);
+  const onError = options.onBackgroundError ?? ((e: unknown) => { process.emitWarning(`keygate: usage flush failed, will retry: ${(e as Error).message}`); });
+  await store.migrate();
+
+  const apis = new Map<string, ApiRuntime>();
+  for (const api of config.apis) {
+    apis.set(api.id, {
+      config: api,
+      codec: createKeyCodec(api.keyFormat),
+      lockout: api.lockout.enabled
+        ? { maxAttempts: api.lockout.maxAttempts, windowMs: api.lockout.windowSeconds * 1000, blockMs: api.lockout.blockSeconds * 1000 }
+        : null,
+      rateLimitFor: (env) => api.environmentRateLimits?.[env] ?? api.rateLimit ?? null,
+    });
+  }
+
+  const usage = createUsageRecorder(store, config.usage.flushIntervalMs, onError);
+  const verifier = createVerifier({
+    apis, store, limiter, lockout, clock, hasher, usage,
+    cache: { maxKeys: config.cache.maxKeys, negativeTtlMs: config.cache.negativeTtlSeconds * 1000 },
+  });
+  verifier.setLegacyHashes(await store.hasHashAlgorithm("sha256") && hasher.algorithm !== "sha256");
+
+  const apiOf = (id: string): ApiRuntime => {
+    const api = apis.get(id);
+    if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(id)} is configured; known: ${[...apis.keys()].join(", ")}.`);
+    return api;
+  };
+
+  const view = (r: KeyRecord): KeyView => {
+    const pending = usage.pending(r.id);
+    const lastUsed = pending ? Math.max(pending.lastUsedAt, r.lastUsedAt ?? 0) : r.lastUsedAt;
+    return {
+      id: r.id, api: r.api, accountId: r.accountId, applicationId: r.applicationId, name: r.name,
+      environment: r.environment, start: r.start, status: keyStatus(r, clock.now()), scopes: r.scopes,
+      ipAllowlist: r.ipAllowlist, expiresAt: iso(r.expiresAt), rateLimit: r.rateLimit, enabled: r.enabled,
+      revokedAt: iso(r.revokedAt), rotatedAt: iso(r.rotatedAt), graceEndsAt: iso(r.graceEndsAt), replacedBy: r.replacedBy,
+      metadata: r.metadata, source: r.source, createdAt: iso(r.createdAt)!, updatedAt: iso(r.updatedAt)!,
+      lastUsedAt: iso(lastUsed), usageCount: r.usageCount + (pending?.count ?? 0),
+    };
+  };
+
+  const accountView = (a: Account): AccountView => ({
+    id: a.id, name: a.name, email: a.email, metadata: a.metadata, createdAt: iso(a.createdAt)!, updatedAt: iso(a.updatedAt)!,
+  });
+
+  const checkScopes = (api: ApiRuntime, scopes: string[], field: string): string[] => {
+    const known = scopeNames(api.config);
+    if (known.length > 0) {
+      const unknown = scopes.filter((s) => !known.includes(s));
+      if (unknown.length > 0) {
+        throw new KeygateError("UNKNOWN_SCOPE", `${field}: ${unknown.map((s) => JSON.stringify(s)).join(", ")} ${unknown.length > 1 ? "are" : "is"} not a scope of API ${api.config.id}; known: ${known.join(", ")}.`, 400, { field, unknown });
+      }
+    }
+    return [...new Set(scopes)];
+  };
+
+  const checkAllowlist = (entries: string[], field: string): string[] => {
+    const out: string[] = [];
+    for (const [i, e] of entries.entries()) {
+      const n = normalizeCidr(e);
+      if (!n) throw new KeygateError("INVALID_IP_ALLOWLIST", `${field}[${i}]: ${JSON.stringify(e)} is not an IP address or CIDR range (e.g. 203.0.113.45 or 198.51.100.0/24).`, 400, { field: `${field}[${i}]` });
+      if (!out.includes(n)) out.push(n);
+    }
+    return out;
+  };
+
+  const checkExpiry = (value: string | Date | null | undefined, field: string): number | null => {
+    if (value === null || value === undefined) return null;
+    const ms = value instanceof Date ? value.getTime() : Date.parse(value);
+    if (Number.isNaN(ms)) throw new KeygateError("INVALID_EXPIRES_AT", `${field}: ${JSON.stringify(value)} is not an ISO 8601 date-time.`, 400, { field });
+    if (ms <= clock.now()) throw new KeygateError("EXPIRES_AT_IN_PAST", `${field}: ${new Date(ms).toISOString()} is not in the future.`, 400, { field });
+    return ms;
+  };
+
+  const requireAccount = async (id: string): Promise<void> => {
+    if (!(await store.getAccount(id))) throw new KeygateError("UNKNOWN_ACCOUNT", `No account with id ${JSON.stringify(id)}; create it with POST /v1/accounts first.`, 400, { field: "accountId" });
+  };
+
+  const buildRecord = (api: ApiRuntime, input: CreateKeyInput, hash: string, hashAlgorithm: KeyRecord["hashAlgorithm"], start: string | null, source: KeyRecord["source"], at = ""): KeyRecord => {
+    const environment = input.environment ?? api.config.keyFormat.environments[0]!;
+    if (!api.config.keyFormat.environments.includes(environment)) {
+      throw new KeygateError("UNKNOWN_ENVIRONMENT", `${at}environment: ${JSON.stringify(environment)} is not an environment of API ${api.config.id}; known: ${api.config.keyFormat.environments.join(", ")}.`, 400);
+    }
+    const now = clock.now();
+    return {
+      id: newId("key", now), api: api.config.id, accountId: input.accountId, applicationId: input.applicationId ?? null,
+      name: input.name ?? null, environment, hash, hashAlgorithm, start,
+      scopes: checkScopes(api, input.scopes ?? api.config.defaultScopes, `${at}scopes`),
+      ipAllowlist: checkAllowlist(input.ipAllowlist ?? [], `${at}ipAllowlist`),
+      expiresAt: checkExpiry(input.expiresAt, `${at}expiresAt`), rateLimit: input.rateLimit ?? null,
+      enabled: true, revokedAt: null, rotatedAt: null, graceEndsAt: null, replacedBy: null,
+      metadata: input.metadata ?? {}, source, createdAt: now, updatedAt: now, lastUsedAt: null, usageCount: 0,
+    };
+  };
+
+  const getRecord = async (id: string): Promise<KeyRecord> => {
+    const r = await store.getKey(id);
+    if (!r) throw notFound("key", id);
+    return r;
+  };
+
+  const mutate = async (id: string, patch: KeyPatch): Promise<KeyView> => {
+    const before = await getRecord(id);
+    const after = await store.updateKey(id, patch, clock.now());
+    if (!after) throw notFound("key", id);
+    verifier.invalidate(before.hash);
+    return view(after);
+  };
+
+  const pageOf = <T extends { id: string }>(rows: T[], limit: number): Page<T> => ({
+    data: rows.slice(0, limit),
+    nextCursor: rows.length > limit ? rows[limit - 1]!.id : null,
+  });
+  const pageLimit = (limit: number | undefined): number => Math.min(Math.max(limit ?? 50, 1), MAX_PAGE);
+
+  return {
+    config, store, apis,
+    verifyKey: (request) => verifier.verify(request),
+    accounts: {
+      async create(input) {
+        const now = clock.now();
+        const account: Account = { id: newId("acc", now), name: input.name, email: input.email, metadata: input.metadata ?? {}, createdAt: now, updatedAt: now };
+        await store.createAccount(account);
+        return accountView(account);
+      },
+      async get(id) {
+        const a = await store.getAccount(id);
+        if (!a) throw notFound("account", id);
+        return accountView(a);
+      },
+      async list(query = {}) {
+        const limit = pageLimit(query.limit);
+        const rows = await store.listAccounts({ after: query.cursor, limit: limit + 1 });
+        const page = pageOf(rows, limit);
+        return { data: page.data.map(accountView), nextCursor: page.nextCursor };
+      },
+    },
+    keys: {
+      async create(input) {
+        const api = apiOf(input.api);
+        await requireAccount(input.accountId);
+        const environment = input.environment ?? api.config.keyFormat.environments[0]!;
+        const probe = buildRecord(api, { ...input, environment }, "", hasher.algorithm, null, "generated");
+        const key = api.codec.generate(environment);
+        const record = { ...probe, hash: hasher.hash(key), start: api.codec.start(key) };
+        await store.insertKeys([record]);
+        verifier.invalidate(record.hash);
+        return { ...view(record), key };
+      },
+      async get(id) {
+        return view(await getRecord(id));
+      },
+      async list(query = {}) {
+        if (query.api !== undefined) apiOf(query.api);
+        const limit = pageLimit(query.limit);
+        const rows = await store.listKeys({ api: query.api, accountId: query.accountId, after: query.cursor, limit: limit + 1 });
+        const page = pageOf(rows, limit);
+        return { data: page.data.map(view), nextCursor: page.nextCursor };
+      },
+      async update(id, input) {
+        const current = await getRecord(id);
+        const api = apiOf(current.api);
+        const patch: KeyPatch = {};
+        if (input.name !== undefined) patch.name = input.name;
+        if (input.scopes !== undefined) patch.scopes = checkScopes(api, input.scopes, "scopes");
+        if (input.ipAllowlist !== undefined) patch.ipAllowlist = checkAllowlist(input.ipAllowlist, "ipAllowlist");
+        if (input.expiresAt !== undefined) patch.expiresAt = checkExpiry(input.expiresAt, "expiresAt");
+        if (input.rateLimit !== undefined) patch.rateLimit = input.rateLimit;
+        if (input.enabled !== undefined) patch.enabled = input.enabled;
+        if (input.metadata !== undefined) patch.metadata = input.metadata;
+        return mutate(id, patch);
+      },
+      async revoke(id) {
+        const current = await getRecord(id);
+        if (current.revokedAt !== null) return view(current);
+        return mutate(id, { revokedAt: clock.now() });
+      },
+      async rotate(id, input = {}) {
+        const old = await getRecord(id);
+        const now = clock.now();
+        const status = keyStatus(old, now);
+        if (status === "revoked" || status === "rotated" || status === "rotating") {
+          throw new KeygateError("KEY_NOT_ROTATABLE", `Key ${id} is ${status}; only a key that is not revoked or already rotated can be rotated.`, 409);
+        }
+        const grace = input.gracePeriodSeconds ?? 0;
+        if (!Number.isInteger(grace) || grace < 0 || grace > MAX_GRACE_SECONDS) {
+          throw new KeygateError("INVALID_GRACE_PERIOD", `gracePeriodSeconds must be an integer from 0 to ${MAX_GRACE_SECONDS} (30 days).`, 400, { field: "gracePeriodSeconds" });
+        }
+        const api = apiOf(old.api);
+        const key = api.codec.generate(old.environment);
+        const successor: KeyRecord = {
+          ...old, id: newId("key", now), hash: hasher.hash(key), hashAlgorithm: hasher.algorithm, start: api.codec.start(key),
+          source: "generated", createdAt: now, updatedAt: now, lastUsedAt: null, usageCount: 0,
+          revokedAt: null, rotatedAt: null, graceEndsAt: null, replacedBy: null,
+        };
+        const previous = await store.rotateKey(id, { rotatedAt: now, graceEndsAt: now + grace * 1000, replacedBy: successor.id }, successor, now);
+        if (!previous) throw notFound("key", id);
+        verifier.invalidate(old.hash);
+        verifier.invalidate(successor.hash);
+        return { key: { ...view(successor), key }, previous: view(previous) };
+      },
+      async import(apiId, inputs) {
+        const api = apiOf(apiId);
+        const accounts = new Set<string>();
+        const records: KeyRecord[] = [];
+        for (const [i, input] of inputs.entries()) {
+          const at = `keys[${i}].`;
+          if ((input.key === undefined) === (input.hash === undefined)) {
+            throw new KeygateError("INVALID_IMPORT", `${at.slice(0, -1)}: give exactly one of "key" (the secret) or "hash" (its SHA-256 in hex).`, 400, { index: i });
+          }
+          if (!accounts.has(input.accountId)) {
+            if (!(await store.getAccount(input.accountId))) throw new KeygateError("UNKNOWN_ACCOUNT", `${at}accountId: no account with id ${JSON.stringify(input.accountId)}.`, 400, { index: i });
+            accounts.add(input.accountId);
+          }
+          let record: KeyRecord;
+          if (input.key !== undefined) {
+            const parsed = api.codec.parse(input.key);
+            if (!parsed) {
+              // Never echo the secret: say only where it is and what format was expected.
+              throw new KeygateError("MALFORMED_KEY", `${at}key: does not match API ${api.config.id}'s key format${api.config.keyFormat.importPattern ? " nor its importPattern" : ""}.`, 400, { index: i });
+            }
+            if (parsed.environment !== null && input.environment !== undefined && input.environment !== parsed.environment) {
+              throw new KeygateError("ENVIRONMENT_MISMATCH", `${at}environment: the key is a ${parsed.environment} key, not ${input.environment}.`, 400, { index: i });
+            }
+            record = buildRecord(api, { ...input, api: apiId, environment: input.environment ?? parsed.environment ?? undefined }, hasher.hash(input.key), hasher.algorithm, api.codec.start(input.key), "imported", at);
+          } else {
+            if (!isSha256Hex(input.hash!)) throw new KeygateError("INVALID_HASH", `${at}hash: expected 64 hex characters (a SHA-256 digest).`, 400, { index: i });
+            record = buildRecord(api, { ...input, api: apiId }, input.hash!.toLowerCase(), "sha256", null, "imported", at);
+          }
+          records.push(record);
+        }
+        await store.insertKeys(records);
+        for (const r of records) verifier.invalidate(r.hash);
+        if (records.some((r) => r.hashAlgorithm === "sha256")) verifier.setLegacyHashes(true);
+        return records.map(view);
+      },
+    },
+    flush: () => usage.flush(),
+    async close() {
+      await usage.close();
+      await limiter.close?.();
+      await lockout.close?.();
+      await store.close();
+    },
+  };
+}
+
+/** True for a config that went through parseConfig (defaults applied), so it is not parsed twice. */
+function isParsed(config: Record<string, unknown>): boolean {
+  return typeof config.server === "object" && typeof config.cache === "object" && typeof config.usage === "object" && typeof config.security === "object";
+}

@@ -1,0 +1,36 @@
+import { createHash, createHmac } from "node:crypto";
+
+/** How a stored key hash was computed. Imported SHA-256 hashes stay `sha256` forever. */
+export type HashAlgorithm = "sha256" | "hmac-sha256";
+
+/**
+ * Hashes presented keys for storage and lookup. With a server secret (a pepper), hashes are
+ * HMAC-SHA-256, so a stolen database alone does not allow confirming guessed keys.
+ * Keys carry at least 128 bits of entropy, so a fast hash is right here: a slow password
+ * hash would only cost every request latency and buy nothing against brute force.
+ *
+ * @example
+ * const hasher = createKeyHasher(process.env.KEYGATE_HASH_SECRET);
+ * hasher.hash("ce_live_…"); // 64 hex characters
+ */
+export interface KeyHasher {
+  readonly algorithm: HashAlgorithm;
+  hash(key: string): string;
+}
+
+export function sha256Hex(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+export function createKeyHasher(secret?: string): KeyHasher {
+  if (!secret) return { algorithm: "sha256", hash: sha256Hex };
+  return {
+    algorithm: "hmac-sha256",
+    hash: (key) => createHmac("sha256", secret).update(key).digest("hex"),
+  };
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** True for a lower- or upper-case hex SHA-256 digest, as accepted by key import. */
+export const isSha256Hex = (value: string): boolean => SHA256_HEX.test(value.toLowerCase());

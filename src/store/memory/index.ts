@@ -1,0 +1,83 @@
+import { KeygateError } from "../../lib/errors.js";
+import type { Account, AccountListQuery, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
+
+const copy = <T>(v: T): T => structuredClone(v);
+
+/**
+ * A store that keeps everything in process memory: for tests and for throwaway embedded use.
+ * It returns copies, so callers cannot mutate what it holds, just as with a database.
+ *
+ * @example
+ * const keygate = await createKeygate({ config, store: createMemoryStore() });
+ */
+export function createMemoryStore(): Store {
+  const accounts = new Map<string, Account>();
+  const keys = new Map<string, KeyRecord>();
+  const byHash = new Map<string, string>();
+  const settings = new Map<string, string>();
+
+  const sortedAfter = <T extends { id: string }>(items: Iterable<T>, after: string | undefined, limit: number): T[] =>
+    [...items].filter((x) => after === undefined || x.id > after).sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, limit).map(copy);
+
+  const apply = (id: string, patch: KeyPatch, now: number): KeyRecord | null => {
+    const rec = keys.get(id);
+    if (!rec) return null;
+    const next = { ...rec, ...copy(patch), updatedAt: now };
+    keys.set(id, next);
+    return copy(next);
+  };
+
+  return {
+    kind: "memory",
+    async migrate() {},
+    async close() {},
+    async createAccount(account) {
+      const email = account.email.toLowerCase();
+      for (const a of accounts.values()) {
+        if (a.email.toLowerCase() === email) throw new KeygateError("EMAIL_TAKEN", `An account with email ${account.email} exists already.`, 409);
+      }
+      accounts.set(account.id, copy(account));
+    },
+    async getAccount(id) { const a = accounts.get(id); return a ? copy(a) : null; },
+    async getAccountByEmail(email) {
+      const e = email.toLowerCase();
+      for (const a of accounts.values()) if (a.email.toLowerCase() === e) return copy(a);
+      return null;
+    },
+    async listAccounts(q: AccountListQuery) { return sortedAfter(accounts.values(), q.after, q.limit); },
+    async insertKeys(records) {
+      const seen = new Set<string>();
+      for (const r of records) {
+        if (byHash.has(r.hash) || seen.has(r.hash)) throw new KeygateError("DUPLICATE_KEY", "A key with the same secret exists already.", 409);
+        seen.add(r.hash);
+      }
+      for (const r of records) { keys.set(r.id, copy(r)); byHash.set(r.hash, r.id); }
+    },
+    async getKey(id) { const k = keys.get(id); return k ? copy(k) : null; },
+    async getKeyByHash(hash) { const id = byHash.get(hash); const k = id ? keys.get(id) : undefined; return k ? copy(k) : null; },
+    async listKeys(q: KeyListQuery) {
+      const all = [...keys.values()].filter((k) => (q.api === undefined || k.api === q.api) && (q.accountId === undefined || k.accountId === q.accountId));
+      return sortedAfter(all, q.after, q.limit);
+    },
+    async updateKey(id, patch, now) { return apply(id, patch, now); },
+    async rotateKey(oldId, patch, successor, now) {
+      if (!keys.has(oldId)) return null;
+      await this.insertKeys([successor]);
+      return apply(oldId, patch, now);
+    },
+    async hasHashAlgorithm(algorithm) {
+      for (const k of keys.values()) if (k.hashAlgorithm === algorithm) return true;
+      return false;
+    },
+    async recordUsage(deltas: UsageDelta[]) {
+      for (const d of deltas) {
+        const k = keys.get(d.keyId);
+        if (!k) continue;
+        k.usageCount += d.count;
+        k.lastUsedAt = Math.max(k.lastUsedAt ?? 0, d.lastUsedAt);
+      }
+    },
+    async getSetting(name) { return settings.get(name) ?? null; },
+    async setSetting(name, value) { settings.set(name, value); },
+  };
+}

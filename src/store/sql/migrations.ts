@@ -1,0 +1,60 @@
+import { sql } from "kysely";
+import type { Kysely, Migration, MigrationProvider } from "kysely";
+
+/**
+ * The schema's history, oldest first. Never edit a migration that has shipped: add one.
+ * Written with Kysely's schema builder so the same list serves SQLite and PostgreSQL.
+ */
+const migrations: Record<string, Migration> = {
+  "0001_initial": {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable("accounts")
+        .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("email", "text", (c) => c.notNull())
+        .addColumn("email_lower", "text", (c) => c.notNull().unique())
+        .addColumn("metadata", "text", (c) => c.notNull().defaultTo("{}"))
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("updated_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createTable("keys")
+        .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("api", "varchar(64)", (c) => c.notNull())
+        .addColumn("account_id", "varchar(64)", (c) => c.notNull().references("accounts.id"))
+        .addColumn("application_id", "varchar(64)")
+        .addColumn("name", "text")
+        .addColumn("environment", "varchar(32)", (c) => c.notNull())
+        .addColumn("hash", "varchar(128)", (c) => c.notNull().unique())
+        .addColumn("hash_algorithm", "varchar(32)", (c) => c.notNull())
+        .addColumn("start", "varchar(64)")
+        .addColumn("scopes", "text", (c) => c.notNull().defaultTo("[]"))
+        .addColumn("ip_allowlist", "text", (c) => c.notNull().defaultTo("[]"))
+        .addColumn("expires_at", "bigint")
+        .addColumn("rate_limit", "text")
+        .addColumn("enabled", "integer", (c) => c.notNull().defaultTo(1))
+        .addColumn("revoked_at", "bigint")
+        .addColumn("rotated_at", "bigint")
+        .addColumn("grace_ends_at", "bigint")
+        .addColumn("replaced_by", "varchar(64)")
+        .addColumn("metadata", "text", (c) => c.notNull().defaultTo("{}"))
+        .addColumn("source", "varchar(16)", (c) => c.notNull())
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("updated_at", "bigint", (c) => c.notNull())
+        .addColumn("last_used_at", "bigint")
+        .addColumn("usage_count", "bigint", (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex("keys_account_idx").on("keys").columns(["account_id", "id"]).execute();
+      await db.schema.createIndex("keys_api_idx").on("keys").columns(["api", "id"]).execute();
+      await db.schema.createIndex("keys_hash_algorithm_idx").on("keys").column("hash_algorithm").execute();
+      await db.schema.createTable("settings")
+        .addColumn("name", "varchar(128)", (c) => c.primaryKey())
+        .addColumn("value", "text", (c) => c.notNull())
+        .execute();
+      await sql`select 1`.execute(db);
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

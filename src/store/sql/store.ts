@@ -1,0 +1,190 @@
+import { Migrator, sql } from "kysely";
+import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
+import { KeygateError } from "../../lib/errors.js";
+import type { Account, KeyPatch, KeyRecord, Store } from "../types.js";
+import { migrationProvider } from "./migrations.js";
+import type { AccountsTable, KeygateDatabase, KeysTable } from "./schema.js";
+
+/** What differs between SQL dialects, supplied by each adapter folder. */
+export interface SqlDialectHooks {
+  kind: string;
+  /** True when `error` is a unique-constraint violation of this driver. */
+  isUniqueViolation(error: unknown): boolean;
+  close(): Promise<void>;
+}
+
+const num = (v: number | string): number => (typeof v === "string" ? Number(v) : v);
+const numOrNull = (v: number | string | null): number | null => (v === null ? null : num(v));
+
+function toAccount(row: Selectable<AccountsTable>): Account {
+  return {
+    id: row.id, name: row.name, email: row.email, metadata: JSON.parse(row.metadata),
+    createdAt: num(row.created_at), updatedAt: num(row.updated_at),
+  };
+}
+
+function toKey(row: Selectable<KeysTable>): KeyRecord {
+  return {
+    id: row.id, api: row.api, accountId: row.account_id, applicationId: row.application_id,
+    name: row.name, environment: row.environment, hash: row.hash,
+    hashAlgorithm: row.hash_algorithm as KeyRecord["hashAlgorithm"], start: row.start,
+    scopes: JSON.parse(row.scopes), ipAllowlist: JSON.parse(row.ip_allowlist),
+    expiresAt: numOrNull(row.expires_at), rateLimit: row.rate_limit ? JSON.parse(row.rate_limit) : null,
+    enabled: Boolean(row.enabled), revokedAt: numOrNull(row.revoked_at), rotatedAt: numOrNull(row.rotated_at),
+    graceEndsAt: numOrNull(row.grace_ends_at), replacedBy: row.replaced_by, metadata: JSON.parse(row.metadata),
+    source: row.source as KeyRecord["source"], createdAt: num(row.created_at), updatedAt: num(row.updated_at),
+    lastUsedAt: numOrNull(row.last_used_at), usageCount: num(row.usage_count),
+  };
+}
+
+function fromKey(r: KeyRecord): Insertable<KeysTable> {
+  return {
+    id: r.id, api: r.api, account_id: r.accountId, application_id: r.applicationId, name: r.name,
+    environment: r.environment, hash: r.hash, hash_algorithm: r.hashAlgorithm, start: r.start,
+    scopes: JSON.stringify(r.scopes), ip_allowlist: JSON.stringify(r.ipAllowlist), expires_at: r.expiresAt,
+    rate_limit: r.rateLimit ? JSON.stringify(r.rateLimit) : null, enabled: r.enabled ? 1 : 0,
+    revoked_at: r.revokedAt, rotated_at: r.rotatedAt, grace_ends_at: r.graceEndsAt, replaced_by: r.replacedBy,
+    metadata: JSON.stringify(r.metadata), source: r.source, created_at: r.createdAt, updated_at: r.updatedAt,
+    last_used_at: r.lastUsedAt, usage_count: r.usageCount,
+  };
+}
+
+function patchColumns(p: KeyPatch, now: number): Updateable<KeysTable> {
+  const out: Updateable<KeysTable> = { updated_at: now };
+  if (p.name !== undefined) out.name = p.name;
+  if (p.scopes !== undefined) out.scopes = JSON.stringify(p.scopes);
+  if (p.ipAllowlist !== undefined) out.ip_allowlist = JSON.stringify(p.ipAllowlist);
+  if (p.expiresAt !== undefined) out.expires_at = p.expiresAt;
+  if (p.rateLimit !== undefined) out.rate_limit = p.rateLimit ? JSON.stringify(p.rateLimit) : null;
+  if (p.enabled !== undefined) out.enabled = p.enabled ? 1 : 0;
+  if (p.metadata !== undefined) out.metadata = JSON.stringify(p.metadata);
+  if (p.revokedAt !== undefined) out.revoked_at = p.revokedAt;
+  if (p.rotatedAt !== undefined) out.rotated_at = p.rotatedAt;
+  if (p.graceEndsAt !== undefined) out.grace_ends_at = p.graceEndsAt;
+  if (p.replacedBy !== undefined) out.replaced_by = p.replacedBy;
+  return out;
+}
+
+/**
+ * The {@link Store} over any Kysely database with the keygate schema. The SQLite and
+ * PostgreSQL adapters only supply a Kysely instance and {@link SqlDialectHooks}.
+ */
+export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Store {
+  const duplicate = (e: unknown, code: string, message: string): never => {
+    if (hooks.isUniqueViolation(e)) throw new KeygateError(code, message, 409);
+    throw e;
+  };
+
+  async function insertKeysWith(trx: Kysely<KeygateDatabase>, records: KeyRecord[]): Promise<void> {
+    // Chunked so that a 100k-key import stays under every driver's bound-parameter limit.
+    const rows = records.map(fromKey);
+    for (let i = 0; i < rows.length; i += 500) {
+      await trx.insertInto("keys").values(rows.slice(i, i + 500)).execute();
+    }
+  }
+
+  return {
+    kind: hooks.kind,
+    async migrate() {
+      const migrator = new Migrator({ db, provider: migrationProvider });
+      const { error } = await migrator.migrateToLatest();
+      if (error) throw error;
+    },
+    close: () => hooks.close(),
+
+    async createAccount(a) {
+      try {
+        await db.insertInto("accounts").values({
+          id: a.id, name: a.name, email: a.email, email_lower: a.email.toLowerCase(),
+          metadata: JSON.stringify(a.metadata), created_at: a.createdAt, updated_at: a.updatedAt,
+        }).execute();
+      } catch (e) {
+        duplicate(e, "EMAIL_TAKEN", `An account with email ${a.email} exists already.`);
+      }
+    },
+    async getAccount(id) {
+      const row = await db.selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();
+      return row ? toAccount(row) : null;
+    },
+    async getAccountByEmail(email) {
+      const row = await db.selectFrom("accounts").selectAll().where("email_lower", "=", email.toLowerCase()).executeTakeFirst();
+      return row ? toAccount(row) : null;
+    },
+    async listAccounts(q) {
+      let query = db.selectFrom("accounts").selectAll().orderBy("id").limit(q.limit);
+      if (q.after !== undefined) query = query.where("id", ">", q.after);
+      return (await query.execute()).map(toAccount);
+    },
+
+    async insertKeys(records) {
+      if (records.length === 0) return;
+      try {
+        await db.transaction().execute((trx) => insertKeysWith(trx, records));
+      } catch (e) {
+        duplicate(e, "DUPLICATE_KEY", "A key with the same secret exists already.");
+      }
+    },
+    async getKey(id) {
+      const row = await db.selectFrom("keys").selectAll().where("id", "=", id).executeTakeFirst();
+      return row ? toKey(row) : null;
+    },
+    async getKeyByHash(hash) {
+      const row = await db.selectFrom("keys").selectAll().where("hash", "=", hash).executeTakeFirst();
+      return row ? toKey(row) : null;
+    },
+    async listKeys(q) {
+      let query = db.selectFrom("keys").selectAll().orderBy("id").limit(q.limit);
+      if (q.api !== undefined) query = query.where("api", "=", q.api);
+      if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
+      if (q.after !== undefined) query = query.where("id", ">", q.after);
+      return (await query.execute()).map(toKey);
+    },
+    async updateKey(id, patch, now) {
+      const res = await db.updateTable("keys").set(patchColumns(patch, now)).where("id", "=", id).executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) return null;
+      return this.getKey(id);
+    },
+    async rotateKey(oldId, patch, successor, now) {
+      try {
+        const found = await db.transaction().execute(async (trx) => {
+          const res = await trx.updateTable("keys").set(patchColumns(patch, now)).where("id", "=", oldId).executeTakeFirst();
+          if (Number(res.numUpdatedRows) === 0) return false;
+          await insertKeysWith(trx, [successor]);
+          return true;
+        });
+        return found ? this.getKey(oldId) : null;
+      } catch (e) {
+        return duplicate(e, "DUPLICATE_KEY", "A key with the same secret exists already.");
+      }
+    },
+    async hasHashAlgorithm(algorithm) {
+      const row = await db.selectFrom("keys").select("id").where("hash_algorithm", "=", algorithm).limit(1).executeTakeFirst();
+      return row !== undefined;
+    },
+    async recordUsage(deltas) {
+      if (deltas.length === 0) return;
+      await db.transaction().execute(async (trx) => {
+        for (const d of deltas) {
+          await trx.updateTable("keys")
+            .set({
+              usage_count: sql<number>`usage_count + ${d.count}`,
+              // CASE rather than max()/greatest(), which SQLite and PostgreSQL spell differently.
+              last_used_at: sql<number>`case when last_used_at is null or last_used_at < ${d.lastUsedAt} then ${d.lastUsedAt} else last_used_at end`,
+            })
+            .where("id", "=", d.keyId)
+            .execute();
+        }
+      });
+    },
+
+    async getSetting(name) {
+      const row = await db.selectFrom("settings").select("value").where("name", "=", name).executeTakeFirst();
+      return row?.value ?? null;
+    },
+    async setSetting(name, value) {
+      await db.insertInto("settings").values({ name, value })
+        .onConflict((oc) => oc.column("name").doUpdateSet({ value }))
+        .execute();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { Kysely, SqliteDialect } from "kysely";
+import type { Store } from "../types.js";
+import { createSqlStore } from "../sql/store.js";
+import type { KeygateDatabase } from "../sql/schema.js";
+
+export interface SqliteStoreOptions {
+  /** Path of the database file; its folder is created if missing. `:memory:` for a private in-memory database. */
+  filename: string;
+}
+
+/**
+ * The embedded default store: one SQLite file in WAL mode, so readers never wait for the
+ * usage flusher. Call `migrate()` before use.
+ *
+ * @example
+ * const store = createSqliteStore({ filename: "./data/keygate.db" });
+ * await store.migrate();
+ */
+export function createSqliteStore(options: SqliteStoreOptions): Store {
+  if (options.filename !== ":memory:") mkdirSync(dirname(options.filename), { recursive: true });
+  const sqlite = new Database(options.filename);
+  sqlite.pragma("journal_mode = WAL");
+  sqlite.pragma("synchronous = NORMAL");
+  sqlite.pragma("foreign_keys = ON");
+  sqlite.pragma("busy_timeout = 5000");
+  const db = new Kysely<KeygateDatabase>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return createSqlStore(db, {
+    kind: "sqlite",
+    isUniqueViolation: (e) => typeof e === "object" && e !== null && "code" in e &&
+      (e.code === "SQLITE_CONSTRAINT_UNIQUE" || e.code === "SQLITE_CONSTRAINT_PRIMARYKEY"),
+    close: () => db.destroy(),
+  });
+}

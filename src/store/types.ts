@@ -1,0 +1,102 @@
+import type { RateLimitConfig } from "../config/schema.js";
+import type { HashAlgorithm } from "../keys/hash.js";
+
+/** One of the operator's customers. Every key belongs to exactly one account. */
+export interface Account {
+  id: string;
+  name: string;
+  email: string;
+  metadata: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/**
+ * A stored key. Holds the hash of the secret, never the secret. Times are epoch milliseconds.
+ */
+export interface KeyRecord {
+  id: string;
+  api: string;
+  accountId: string;
+  applicationId: string | null;
+  name: string | null;
+  environment: string;
+  hash: string;
+  hashAlgorithm: HashAlgorithm;
+  /** The non-secret head of the key shown in listings, e.g. `ce_live_a1B2`. Null for keys imported as hashes. */
+  start: string | null;
+  scopes: string[];
+  ipAllowlist: string[];
+  expiresAt: number | null;
+  rateLimit: RateLimitConfig | null;
+  enabled: boolean;
+  revokedAt: number | null;
+  /** Set on the old key when it is rotated; it keeps working until `graceEndsAt`. */
+  rotatedAt: number | null;
+  graceEndsAt: number | null;
+  replacedBy: string | null;
+  metadata: Record<string, unknown>;
+  source: "generated" | "imported";
+  createdAt: number;
+  updatedAt: number;
+  lastUsedAt: number | null;
+  usageCount: number;
+}
+
+/** The fields of a key that change after creation. */
+export type KeyPatch = Partial<Pick<KeyRecord,
+  "name" | "scopes" | "ipAllowlist" | "expiresAt" | "rateLimit" | "enabled" | "metadata" |
+  "revokedAt" | "rotatedAt" | "graceEndsAt" | "replacedBy">>;
+
+export interface KeyListQuery {
+  api?: string | undefined;
+  accountId?: string | undefined;
+  /** Return keys with an id greater than this one (ids sort by creation time). */
+  after?: string | undefined;
+  limit: number;
+}
+
+export interface AccountListQuery {
+  after?: string | undefined;
+  limit: number;
+}
+
+/** Batched usage: how many verifications a key had since the last flush, and the latest one. */
+export interface UsageDelta {
+  keyId: string;
+  count: number;
+  lastUsedAt: number;
+}
+
+/**
+ * The storage port. The engine and the HTTP layer only ever see this interface; each adapter
+ * (memory, SQLite, PostgreSQL) passes the same conformance suite in test/store/.
+ * Infrastructure failures throw; a missing row is `null`.
+ */
+export interface Store {
+  readonly kind: string;
+  /** Creates or upgrades the schema. Safe to call on every start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Throws KeygateError `EMAIL_TAKEN` when another account has the email. */
+  createAccount(account: Account): Promise<void>;
+  getAccount(id: string): Promise<Account | null>;
+  getAccountByEmail(email: string): Promise<Account | null>;
+  listAccounts(query: AccountListQuery): Promise<Account[]>;
+
+  /** Inserts all or none. Throws KeygateError `DUPLICATE_KEY` when a hash already exists. */
+  insertKeys(records: KeyRecord[]): Promise<void>;
+  getKey(id: string): Promise<KeyRecord | null>;
+  getKeyByHash(hash: string): Promise<KeyRecord | null>;
+  listKeys(query: KeyListQuery): Promise<KeyRecord[]>;
+  updateKey(id: string, patch: KeyPatch, now: number): Promise<KeyRecord | null>;
+  /** Marks `oldId` rotated and inserts its successor in one transaction. */
+  rotateKey(oldId: string, patch: KeyPatch, successor: KeyRecord, now: number): Promise<KeyRecord | null>;
+  /** Whether any key was stored with this hash algorithm (imports of plain SHA-256 hashes). */
+  hasHashAlgorithm(algorithm: KeyRecord["hashAlgorithm"]): Promise<boolean>;
+  recordUsage(deltas: UsageDelta[]): Promise<void>;
+
+  getSetting(name: string): Promise<string | null>;
+  setSetting(name: string, value: string): Promise<void>;
+}

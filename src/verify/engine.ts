@@ -1,0 +1,233 @@
+import { LRUCache } from "lru-cache";
+import type { ApiConfig, RateLimitConfig } from "../config/schema.js";
+import { KeygateError } from "../lib/errors.js";
+import { compileAllowlist, parseIp } from "../lib/ip.js";
+import type { IpAddress, IpMatcher } from "../lib/ip.js";
+import type { Clock } from "../lib/clock.js";
+import type { KeyCodec } from "../keys/format.js";
+import type { KeyHasher } from "../keys/hash.js";
+import { sha256Hex } from "../keys/hash.js";
+import type { Lockout, LockoutPolicy, RateLimiter } from "../limits/types.js";
+import type { KeyRecord, Store } from "../store/types.js";
+import type { UsageRecorder } from "../usage/recorder.js";
+import { LOCKOUT_FAILURES } from "./codes.js";
+import type { VerdictCode } from "./codes.js";
+
+/** What to verify: a presented key for one API, from one client, needing some scopes. */
+export interface VerifyRequest {
+  /** The API id from the config. */
+  api: string;
+  /** The presented credential; empty or missing gives `MISSING_CREDENTIALS`. */
+  key: string | null | undefined;
+  /** The client address, for allowlists and the lockout. */
+  ip?: string | undefined;
+  /** Scopes the request needs; the key must hold all of them. */
+  scopes?: readonly string[] | undefined;
+}
+
+/** The state of the key's rate limit after this request. `reset` is epoch seconds. */
+export interface RateLimitInfo {
+  limit: number;
+  remaining: number;
+  reset: number;
+}
+
+/**
+ * The answer to a verification. A denied key is an ordinary verdict, never an exception.
+ *
+ * @example
+ * const verdict = await keygate.verifyKey({ api: "payments", key, ip: "203.0.113.45" });
+ * if (!verdict.valid) console.log(verdict.code, verdict.attemptsLeft);
+ */
+export interface Verdict {
+  valid: boolean;
+  code: VerdictCode;
+  api: string;
+  keyId?: string;
+  accountId?: string;
+  applicationId?: string | null;
+  name?: string | null;
+  environment?: string;
+  scopes?: string[];
+  /** ISO 8601, or null for keys that never expire. */
+  expiresAt?: string | null;
+  metadata?: Record<string, unknown>;
+  ratelimit?: RateLimitInfo;
+  /** Failed attempts this client has left before it is blocked (when a lockout applies). */
+  attemptsLeft?: number;
+  /** Seconds until a retry can succeed: end of a block, or of a rate-limit window. */
+  retryAfter?: number;
+  /** The required scopes the key lacks, with `INSUFFICIENT_SCOPE`. */
+  missingScopes?: string[];
+}
+
+/** Everything the engine needs about one API, compiled once at start-up. */
+export interface ApiRuntime {
+  config: ApiConfig;
+  codec: KeyCodec;
+  lockout: LockoutPolicy | null;
+  rateLimitFor(environment: string): RateLimitConfig | null;
+}
+
+/** A key record with its allowlist and scopes compiled for the hot path. */
+interface CachedKey {
+  record: KeyRecord;
+  allow: IpMatcher | null;
+  scopes: ReadonlySet<string>;
+}
+
+export interface VerifierPorts {
+  apis: ReadonlyMap<string, ApiRuntime>;
+  store: Store;
+  limiter: RateLimiter;
+  lockout: Lockout;
+  clock: Clock;
+  hasher: KeyHasher;
+  usage: UsageRecorder;
+  cache: { maxKeys: number; negativeTtlMs: number };
+}
+
+/** The verification pipeline of DESIGN.md, talking only to ports. */
+export interface Verifier {
+  verify(request: VerifyRequest): Promise<Verdict>;
+  /** Drops a key from the caches after it changed, so this node enforces the change at once. */
+  invalidate(hash: string): void;
+  /** Tells the verifier that keys imported as plain SHA-256 hashes exist (see `hashSecret`). */
+  setLegacyHashes(present: boolean): void;
+}
+
+const NEGATIVE = Symbol("not-found");
+
+export function createVerifier(ports: VerifierPorts): Verifier {
+  const { apis, store, limiter, lockout, clock, hasher, usage } = ports;
+  const positive = ports.cache.maxKeys > 0 ? new LRUCache<string, CachedKey>({ max: ports.cache.maxKeys }) : null;
+  const negative = ports.cache.negativeTtlMs > 0
+    ? new LRUCache<string, typeof NEGATIVE>({ max: 100_000, ttl: ports.cache.negativeTtlMs, ttlAutopurge: false })
+    : null;
+  let legacyHashes = hasher.algorithm !== "sha256";
+  let legacyPresent = false;
+
+  const compile = (record: KeyRecord): CachedKey => ({
+    record,
+    allow: compileAllowlist(record.ipAllowlist),
+    scopes: new Set(record.scopes),
+  });
+
+  async function lookup(key: string): Promise<CachedKey | null> {
+    const hash = hasher.hash(key);
+    const hit = positive?.get(hash);
+    if (hit) return hit;
+    if (negative?.has(hash)) return null;
+    let record = await store.getKeyByHash(hash);
+    if (!record && legacyHashes && legacyPresent) {
+      const plain = await store.getKeyByHash(sha256Hex(key));
+      if (plain && plain.hashAlgorithm === "sha256") record = plain;
+    }
+    if (!record) {
+      negative?.set(hash, NEGATIVE);
+      return null;
+    }
+    const entry = compile(record);
+    positive?.set(hash, entry);
+    // A legacy record is cached under the primary hash too, but invalidated by its own.
+    if (record.hash !== hash) positive?.set(record.hash, entry);
+    return entry;
+  }
+
+  function describe(base: Verdict, r: KeyRecord): Verdict {
+    base.keyId = r.id;
+    base.accountId = r.accountId;
+    base.applicationId = r.applicationId;
+    base.name = r.name;
+    base.environment = r.environment;
+    base.scopes = r.scopes;
+    base.expiresAt = r.expiresAt === null ? null : new Date(r.expiresAt).toISOString();
+    base.metadata = r.metadata;
+    return base;
+  }
+
+  async function fail(api: ApiRuntime, code: VerdictCode, address: IpAddress | null, record: KeyRecord | null, now: number): Promise<Verdict> {
+    const verdict: Verdict = { valid: false, code, api: api.config.id };
+    if (record) describe(verdict, record);
+    if (api.lockout && address && LOCKOUT_FAILURES.has(code)) {
+      const state = await lockout.recordFailure(address.toString(), api.lockout, now);
+      verdict.attemptsLeft = state.attemptsLeft;
+      if (state.blockedUntil !== null) verdict.retryAfter = Math.max(1, Math.ceil((state.blockedUntil - now) / 1000));
+    }
+    return verdict;
+  }
+
+  return {
+    invalidate(hash) {
+      positive?.delete(hash);
+      negative?.delete(hash);
+    },
+    setLegacyHashes(present) {
+      legacyPresent = present;
+      legacyHashes = hasher.algorithm !== "sha256";
+    },
+    async verify(request) {
+      const api = apis.get(request.api);
+      if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.api)} is configured.`, 400);
+      const now = clock.now();
+      let address: IpAddress | null = null;
+      if (request.ip !== undefined && request.ip !== "") {
+        address = parseIp(request.ip);
+        if (!address) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
+      }
+      const key = request.key;
+      if (key === null || key === undefined || key === "") return { valid: false, code: "MISSING_CREDENTIALS", api: api.config.id };
+
+      // Blocked clients are refused before their key is even parsed, let alone looked up.
+      let hadFailures = false;
+      if (api.lockout && address) {
+        const state = await lockout.check(address.toString(), api.lockout, now);
+        if (state.blocked) {
+          return {
+            valid: false, code: "IP_BLOCKED", api: api.config.id, attemptsLeft: 0,
+            retryAfter: Math.max(1, Math.ceil(((state.blockedUntil ?? now) - now) / 1000)),
+          };
+        }
+        hadFailures = state.attemptsLeft < api.lockout.maxAttempts;
+      }
+
+      const parsed = api.codec.parse(key);
+      if (!parsed) return fail(api, "MALFORMED_KEY", address, null, now);
+      const entry = await lookup(key);
+      if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
+        return fail(api, "NOT_FOUND", address, null, now);
+      }
+      const r = entry.record;
+      if (r.revokedAt !== null) return fail(api, "REVOKED", address, r, now);
+      if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail(api, "ROTATED", address, r, now);
+      if (r.expiresAt !== null && r.expiresAt <= now) return fail(api, "EXPIRED", address, r, now);
+      if (!r.enabled) return fail(api, "DISABLED", address, r, now);
+
+      if (entry.allow && (!address || !entry.allow(address))) return fail(api, "IP_NOT_ALLOWED", address, r, now);
+      if (request.scopes && request.scopes.length > 0) {
+        const missing = request.scopes.filter((s) => !entry.scopes.has(s));
+        if (missing.length > 0) {
+          const verdict = await fail(api, "INSUFFICIENT_SCOPE", address, r, now);
+          verdict.missingScopes = missing;
+          return verdict;
+        }
+      }
+
+      const verdict = describe({ valid: true, code: "VALID", api: api.config.id }, r);
+      const limit = r.rateLimit ?? api.rateLimitFor(r.environment);
+      if (limit) {
+        const rl = await limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now);
+        verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000) };
+        if (!rl.allowed) {
+          verdict.valid = false;
+          verdict.code = "RATE_LIMITED";
+          verdict.retryAfter = Math.max(1, Math.ceil((rl.resetAt - now) / 1000));
+          return verdict;
+        }
+      }
+      if (hadFailures && address) await lockout.recordSuccess(address.toString());
+      usage.record(r.id, now);
+      return verdict;
+    },
+  };
+}
