@@ -1,0 +1,67 @@
+import { pino } from "pino";
+import { ensureRootKey } from "../auth/root-key.js";
+import { buildServer } from "../http/server.js";
+import { openKeygate } from "./runtime.js";
+
+export interface ServeOptions {
+  port?: string | undefined;
+  host?: string | undefined;
+  data?: string | undefined;
+  config?: string | undefined;
+}
+
+function parsePort(value: string, from: string): number {
+  const n = Number(value);
+  if (!/^\d{1,5}$/.test(value) || n > 65535) throw new Error(`${from}: ${JSON.stringify(value)} is not a port number (0-65535)`);
+  return n;
+}
+
+function banner(rootKey: string): string {
+  const lines = [
+    "keygate generated a root key. It is shown this once and stored only as a hash:",
+    "",
+    `    ${rootKey}`,
+    "",
+    "Use it as `Authorization: Bearer <root key>` on /v1. Save it now, or set",
+    "KEYGATE_ROOT_KEY (32+ characters) to choose your own.",
+  ];
+  const width = Math.max(...lines.map((l) => l.length)) + 4;
+  const bar = "═".repeat(width);
+  return [`╔${bar}╗`, ...lines.map((l) => `║  ${l.padEnd(width - 2)}║`), `╚${bar}╝`].join("\n");
+}
+
+/** `keygate serve`: the whole service on one port, until SIGINT or SIGTERM. */
+export async function serve(options: ServeOptions): Promise<void> {
+  const logger = pino({ level: process.env.KEYGATE_LOG_LEVEL ?? "info", base: { service: "keygate" } });
+  const { keygate, config, configPath, bundled, dataDir } = await openKeygate(options);
+  const port = options.port !== undefined ? parsePort(options.port, "--port")
+    : process.env.PORT ? parsePort(process.env.PORT, "PORT") : config.server.port;
+  const host = options.host ?? process.env.KEYGATE_HOST ?? config.server.host;
+
+  const root = await ensureRootKey(keygate.store, process.env.KEYGATE_ROOT_KEY);
+  if (root.generated) process.stderr.write(`\n${banner(root.generated)}\n\n`);
+
+  const app = await buildServer({ keygate, rootKeyHash: root.hash, logger, bodyLimitBytes: config.server.bodyLimitBytes });
+  let closing = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, "shutting down: draining requests and flushing usage");
+    try {
+      await app.close();
+      await keygate.close();
+      logger.info("stopped");
+      process.exit(0);
+    } catch (e) {
+      logger.error({ err: e }, "shutdown failed");
+      process.exit(1);
+    }
+  };
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+
+  await app.listen({ port, host });
+  const address = app.server.address();
+  const url = typeof address === "object" && address ? `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : String(address);
+  logger.info({ url, config: configPath, bundledConfig: bundled, data: dataDir, store: keygate.store.kind, apis: [...keygate.apis.keys()], rootKey: root.source }, `keygate listening on ${url}`);
+}

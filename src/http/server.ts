@@ -1,0 +1,138 @@
+import { randomBytes } from "node:crypto";
+import Fastify, { LogController } from "fastify";
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyRequest } from "fastify";
+import swagger from "@fastify/swagger";
+import type { Logger } from "pino";
+import type { Keygate } from "../keygate.js";
+import { KeygateError } from "../lib/errors.js";
+import { matchesRootKey } from "../auth/root-key.js";
+import { problem, sendProblem } from "./problem.js";
+import { registerAdminRoutes } from "./routes/admin.js";
+
+export interface BuildServerOptions {
+  keygate: Keygate;
+  /** SHA-256 (hex) of the root key that guards /v1. */
+  rootKeyHash: string;
+  /** A pino logger; omitted, the server logs nothing. */
+  logger?: Logger;
+  bodyLimitBytes?: number;
+  version?: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Reads a bearer token; null when the header is missing or of another scheme. */
+export function bearerToken(header: string | undefined): string | null {
+  if (!header) return null;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  return match ? match[1]! : null;
+}
+
+/** The path of a JSON-schema error as a field name a person recognises: `body.scopes[0]`. */
+function fieldOf(context: string, instancePath: string, params: Record<string, unknown>): string {
+  let path = instancePath.split("/").slice(1).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join("");
+  if (typeof params.missingProperty === "string") path += `.${params.missingProperty}`;
+  if (typeof params.additionalProperty === "string") path += `.${params.additionalProperty}`;
+  return `${context}${path}`;
+}
+
+/**
+ * The keygate HTTP service: admin API, verify API, health and OpenAPI. Routes are registered,
+ * not started: call `listen()` or use `inject()` in tests.
+ *
+ * @example
+ * const app = await buildServer({ keygate, rootKeyHash });
+ * await app.listen({ port: 8080, host: "127.0.0.1" });
+ */
+export async function buildServer(options: BuildServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger | undefined,
+    // Per-request lines are off: the usage pipeline records requests, and never their secrets.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.bodyLimitBytes ?? 10 * 1024 * 1024,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString("base64url")}`;
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+    return503OnClosing: true,
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "keygate",
+        version: options.version ?? "0.1.0",
+        description: "API-key authentication for API providers. Every /v1 route takes `Authorization: Bearer <root key>`. Errors are RFC 9457 problem documents with a stable `code`.",
+      },
+      components: { securitySchemes: { rootKey: { type: "http", scheme: "bearer", description: "The root key printed on first start or set with KEYGATE_ROOT_KEY." } } },
+      security: [{ rootKey: [] }],
+    },
+  });
+
+  app.setErrorHandler((error: FastifyError | KeygateError, request, reply) => {
+    if (error instanceof KeygateError) {
+      return sendProblem(reply, problem(request, error.status >= 500 ? 500 : error.status, error.code, error.message, error.details ? { details: error.details } : {}));
+    }
+    if (error.validation) {
+      const errors = error.validation.map((v) => {
+        const field = fieldOf(error.validationContext ?? "body", v.instancePath, v.params as Record<string, unknown>);
+        const message = v.keyword === "additionalProperties" ? "unknown field" : v.message ?? "invalid";
+        return { field, message };
+      });
+      const first = errors[0]!;
+      return sendProblem(reply, problem(request, 400, "INVALID_REQUEST", `${first.field}: ${first.message}`, { errors }));
+    }
+    switch (error.code) {
+      case "FST_ERR_CTP_INVALID_JSON_BODY":
+      case "FST_ERR_CTP_EMPTY_JSON_BODY":
+        return sendProblem(reply, problem(request, 400, "MALFORMED_JSON", `The request body is not valid JSON: ${error.message}`));
+      case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+        return sendProblem(reply, problem(request, 415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json."));
+      case "FST_ERR_CTP_BODY_TOO_LARGE":
+        return sendProblem(reply, problem(request, 413, "BODY_TOO_LARGE", `The request body exceeds ${options.bodyLimitBytes ?? 10 * 1024 * 1024} bytes.`));
+      case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+        return sendProblem(reply, problem(request, 400, "INVALID_CONTENT_LENGTH", "Content-Length does not match the body."));
+    }
+    if (typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500) {
+      return sendProblem(reply, problem(request, error.statusCode, "BAD_REQUEST", error.message));
+    }
+    request.log.error({ err: error, requestId: request.id }, "unhandled error");
+    return sendProblem(reply, problem(request, 500, "INTERNAL_ERROR", `Something went wrong on our side; quote request id ${request.id} when reporting it.`));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, problem(request, 404, "ROUTE_NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}; see /openapi.json.`)));
+
+  const requireRoot = async (request: FastifyRequest): Promise<void> => {
+    const token = bearerToken(request.headers.authorization);
+    if (token === null) throw new KeygateError("UNAUTHORIZED", "Send the root key as `Authorization: Bearer <root key>`.", 401);
+    if (!matchesRootKey(token, options.rootKeyHash)) throw new KeygateError("UNAUTHORIZED", "The root key is not valid.", 401);
+  };
+  app.addHook("onSend", async (request, reply, payload) => {
+    if (reply.statusCode === 401 && request.url.startsWith("/v1/")) reply.header("www-authenticate", 'Bearer realm="keygate"');
+    return payload;
+  });
+
+  app.get("/healthz", { schema: { hide: true } }, async (_request, reply) => {
+    try {
+      await options.keygate.store.getSetting("healthz");
+      return { status: "ok", store: options.keygate.store.kind };
+    } catch (e) {
+      return reply.code(503).send({ status: "unavailable", store: options.keygate.store.kind, error: (e as Error).message });
+    }
+  });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(async (admin) => {
+    admin.addHook("onRequest", requireRoot);
+    registerAdminRoutes(admin, options.keygate);
+  }, { prefix: "/v1" });
+
+  return app;
+}
