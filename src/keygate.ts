@@ -142,6 +142,8 @@ export interface Keygate {
   };
   /** Writes pending usage counts to the store. */
   flush(): Promise<void>;
+  /** Reads the store's change feed now instead of waiting for the next poll. */
+  syncChanges(): Promise<void>;
   /** Flushes and closes the store and limiters. */
   close(): Promise<void>;
 }
@@ -167,7 +169,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   const lockout = options.lockout ?? createMemoryLockout();
   const clock = options.clock ?? systemClock;
   const hasher = createKeyHasher(config.security.hashSecret || undefined);
-  const onError = options.onBackgroundError ?? ((e: unknown) => { process.emitWarning(`keygate: usage flush failed, will retry: ${(e as Error).message}`); });
+  const onError = options.onBackgroundError ?? ((e: unknown) => { process.emitWarning(`keygate: background task failed, will retry: ${(e as Error).message}`); });
   await store.migrate();
 
   const apis = new Map<string, ApiRuntime>();
@@ -188,6 +190,30 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     cache: { maxKeys: config.cache.maxKeys, negativeTtlMs: config.cache.negativeTtlSeconds * 1000 },
   });
   verifier.setLegacyHashes(await store.hasHashAlgorithm("sha256") && hasher.algorithm !== "sha256");
+
+  // Changes made by other processes on the same store (the CLI, other nodes) reach this
+  // node's cache through the store's change feed; this node's own changes invalidate at once.
+  let changeCursor = (await store.keyChangesSince(null, 0)).cursor;
+  let polling: Promise<void> | null = null;
+  const readChanges = async (): Promise<void> => {
+    for (;;) {
+      const batch = await store.keyChangesSince(changeCursor, 1000);
+      if (!batch.complete) verifier.clear();
+      for (const hash of batch.hashes) verifier.invalidate(hash);
+      changeCursor = batch.cursor;
+      if (batch.hashes.length < 1000) break;
+    }
+  };
+  const pollChanges = (): Promise<void> => {
+    polling ??= readChanges().finally(() => { polling = null; });
+    return polling;
+  };
+  const timers: NodeJS.Timeout[] = [];
+  if (config.cache.changePollMs > 0) {
+    timers.push(setInterval(() => { pollChanges().catch(onError); }, config.cache.changePollMs));
+    timers.push(setInterval(() => { store.pruneKeyChanges(clock.now() - 86_400_000).catch(onError); }, 3_600_000));
+    for (const t of timers) t.unref();
+  }
 
   const apiOf = (id: string): ApiRuntime => {
     const api = apis.get(id);
@@ -405,7 +431,9 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
       },
     },
     flush: () => usage.flush(),
+    syncChanges: pollChanges,
     async close() {
+      for (const t of timers) clearInterval(t);
       await usage.close();
       await limiter.close?.();
       await lockout.close?.();

@@ -81,6 +81,7 @@ export const ConfigSchema = Type.Object(
       {
         maxKeys: Type.Integer({ minimum: 0, maximum: 100_000_000, default: 1_000_000 }),
         negativeTtlSeconds: Type.Number({ minimum: 0, maximum: 3600, default: 10 }),
+        changePollMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 1000, description: "How often to read key changes made by other processes sharing the store; 0 turns it off." }),
       },
       { additionalProperties: false, default: {} },
     ),

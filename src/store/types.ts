@@ -68,6 +68,12 @@ export interface UsageDelta {
   lastUsedAt: number;
 }
 
+export interface KeyChanges {
+  cursor: number;
+  hashes: string[];
+  complete: boolean;
+}
+
 /**
  * The storage port. The engine and the HTTP layer only ever see this interface; each adapter
  * (memory, SQLite, PostgreSQL) passes the same conformance suite in test/store/.
@@ -96,6 +102,16 @@ export interface Store {
   /** Whether any key was stored with this hash algorithm (imports of plain SHA-256 hashes). */
   hasHashAlgorithm(algorithm: KeyRecord["hashAlgorithm"]): Promise<boolean>;
   recordUsage(deltas: UsageDelta[]): Promise<void>;
+
+  /**
+   * Hashes of keys created or changed after `cursor`, oldest first, for invalidating the
+   * caches of other processes sharing this store (the CLI, other nodes). A null cursor
+   * returns only the current position. `complete` is false when changes after `cursor` were
+   * pruned already, and the caller must drop its whole cache.
+   */
+  keyChangesSince(cursor: number | null, limit: number): Promise<KeyChanges>;
+  /** Forgets change records older than `before` (epoch ms). */
+  pruneKeyChanges(before: number): Promise<void>;
 
   getSetting(name: string): Promise<string | null>;
   setSetting(name: string, value: string): Promise<void>;

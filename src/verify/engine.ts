@@ -92,6 +92,8 @@ export interface Verifier {
   verify(request: VerifyRequest): Promise<Verdict>;
   /** Drops a key from the caches after it changed, so this node enforces the change at once. */
   invalidate(hash: string): void;
+  /** Drops every cached key. */
+  clear(): void;
   /** Tells the verifier that keys imported as plain SHA-256 hashes exist (see `hashSecret`). */
   setLegacyHashes(present: boolean): void;
 }
@@ -161,6 +163,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     invalidate(hash) {
       positive?.delete(hash);
       negative?.delete(hash);
+    },
+    clear() {
+      positive?.clear();
+      negative?.clear();
     },
     setLegacyHashes(present) {
       legacyPresent = present;

@@ -1,6 +1,8 @@
 import { KeygateError } from "../../lib/errors.js";
 import type { Account, AccountListQuery, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
 
+interface Change { seq: number; hash: string; at: number }
+
 const copy = <T>(v: T): T => structuredClone(v);
 
 /**
@@ -15,6 +17,9 @@ export function createMemoryStore(): Store {
   const keys = new Map<string, KeyRecord>();
   const byHash = new Map<string, string>();
   const settings = new Map<string, string>();
+  const changes: Change[] = [];
+  let seq = 0;
+  const changed = (hash: string, at: number): void => { changes.push({ seq: ++seq, hash, at }); };
 
   const sortedAfter = <T extends { id: string }>(items: Iterable<T>, after: string | undefined, limit: number): T[] =>
     [...items].filter((x) => after === undefined || x.id > after).sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, limit).map(copy);
@@ -24,6 +29,7 @@ export function createMemoryStore(): Store {
     if (!rec) return null;
     const next = { ...rec, ...copy(patch), updatedAt: now };
     keys.set(id, next);
+    changed(rec.hash, now);
     return copy(next);
   };
 
@@ -51,7 +57,7 @@ export function createMemoryStore(): Store {
         if (byHash.has(r.hash) || seen.has(r.hash)) throw new KeygateError("DUPLICATE_KEY", "A key with the same secret exists already.", 409);
         seen.add(r.hash);
       }
-      for (const r of records) { keys.set(r.id, copy(r)); byHash.set(r.hash, r.id); }
+      for (const r of records) { keys.set(r.id, copy(r)); byHash.set(r.hash, r.id); changed(r.hash, r.createdAt); }
     },
     async getKey(id) { const k = keys.get(id); return k ? copy(k) : null; },
     async getKeyByHash(hash) { const id = byHash.get(hash); const k = id ? keys.get(id) : undefined; return k ? copy(k) : null; },
@@ -76,6 +82,16 @@ export function createMemoryStore(): Store {
         k.usageCount += d.count;
         k.lastUsedAt = Math.max(k.lastUsedAt ?? 0, d.lastUsedAt);
       }
+    },
+    async keyChangesSince(cursor, limit) {
+      if (cursor === null) return { cursor: seq, hashes: [], complete: true };
+      const complete = cursor >= seq || (changes[0] !== undefined && changes[0].seq <= cursor + 1);
+      if (!complete) return { cursor: seq, hashes: [], complete: false };
+      const batch = changes.filter((c) => c.seq > cursor).slice(0, limit);
+      return { cursor: batch.length ? batch[batch.length - 1]!.seq : cursor, hashes: batch.map((c) => c.hash), complete: true };
+    },
+    async pruneKeyChanges(before) {
+      while (changes.length > 0 && changes[0]!.at < before) changes.shift();
     },
     async getSetting(name) { return settings.get(name) ?? null; },
     async setSetting(name, value) { settings.set(name, value); },

@@ -1,11 +1,11 @@
-import { sql } from "kysely";
 import type { Kysely, Migration, MigrationProvider } from "kysely";
 
 /**
  * The schema's history, oldest first. Never edit a migration that has shipped: add one.
  * Written with Kysely's schema builder so the same list serves SQLite and PostgreSQL.
  */
-const migrations: Record<string, Migration> = {
+function migrations(dialect: SqlDialectName): Record<string, Migration> {
+  return {
   "0001_initial": {
     async up(db: Kysely<any>) {
       await db.schema.createTable("accounts")
@@ -50,11 +50,23 @@ const migrations: Record<string, Migration> = {
         .addColumn("name", "varchar(128)", (c) => c.primaryKey())
         .addColumn("value", "text", (c) => c.notNull())
         .execute();
-      await sql`select 1`.execute(db);
     },
   },
-};
+  "0002_key_changes": {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable("key_changes")
+        .addColumn("seq", dialect === "postgres" ? "bigserial" : "integer", (c) => (dialect === "postgres" ? c.primaryKey() : c.primaryKey().autoIncrement()))
+        .addColumn("hash", "varchar(128)", (c) => c.notNull())
+        .addColumn("at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("key_changes_at_idx").on("key_changes").column("at").execute();
+    },
+  },
+  };
+}
 
-export const migrationProvider: MigrationProvider = {
-  getMigrations: async () => migrations,
-};
+export type SqlDialectName = "sqlite" | "postgres";
+
+export const createMigrationProvider = (dialect: SqlDialectName): MigrationProvider => ({
+  getMigrations: async () => migrations(dialect),
+});

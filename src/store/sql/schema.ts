@@ -45,7 +45,14 @@ export interface SettingsTable {
   value: string;
 }
 
+export interface KeyChangesTable {
+  seq: Generated<number | string>;
+  hash: string;
+  at: Millis;
+}
+
 export interface KeygateDatabase {
+  key_changes: KeyChangesTable;
   accounts: AccountsTable;
   keys: KeysTable;
   settings: SettingsTable;

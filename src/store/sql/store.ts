@@ -2,12 +2,13 @@ import { Migrator, sql } from "kysely";
 import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
 import { KeygateError } from "../../lib/errors.js";
 import type { Account, KeyPatch, KeyRecord, Store } from "../types.js";
-import { migrationProvider } from "./migrations.js";
+import { createMigrationProvider } from "./migrations.js";
+import type { SqlDialectName } from "./migrations.js";
 import type { AccountsTable, KeygateDatabase, KeysTable } from "./schema.js";
 
 /** What differs between SQL dialects, supplied by each adapter folder. */
 export interface SqlDialectHooks {
-  kind: string;
+  kind: SqlDialectName;
   /** True when `error` is a unique-constraint violation of this driver. */
   isUniqueViolation(error: unknown): boolean;
   close(): Promise<void>;
@@ -80,13 +81,22 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
     const rows = records.map(fromKey);
     for (let i = 0; i < rows.length; i += 500) {
       await trx.insertInto("keys").values(rows.slice(i, i + 500)).execute();
+      await trx.insertInto("key_changes").values(records.slice(i, i + 500).map((r) => ({ hash: r.hash, at: r.createdAt }))).execute();
     }
+  }
+
+  /** Updates a key and records the change for other processes' caches; false when no such key. */
+  async function updateWith(trx: Kysely<KeygateDatabase>, id: string, patch: KeyPatch, now: number): Promise<boolean> {
+    const row = await trx.updateTable("keys").set(patchColumns(patch, now)).where("id", "=", id).returning("hash").executeTakeFirst();
+    if (!row) return false;
+    await trx.insertInto("key_changes").values({ hash: row.hash, at: now }).execute();
+    return true;
   }
 
   return {
     kind: hooks.kind,
     async migrate() {
-      const migrator = new Migrator({ db, provider: migrationProvider });
+      const migrator = new Migrator({ db, provider: createMigrationProvider(hooks.kind) });
       const { error } = await migrator.migrateToLatest();
       if (error) throw error;
     },
@@ -140,15 +150,13 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       return (await query.execute()).map(toKey);
     },
     async updateKey(id, patch, now) {
-      const res = await db.updateTable("keys").set(patchColumns(patch, now)).where("id", "=", id).executeTakeFirst();
-      if (Number(res.numUpdatedRows) === 0) return null;
-      return this.getKey(id);
+      const found = await db.transaction().execute((trx) => updateWith(trx, id, patch, now));
+      return found ? this.getKey(id) : null;
     },
     async rotateKey(oldId, patch, successor, now) {
       try {
         const found = await db.transaction().execute(async (trx) => {
-          const res = await trx.updateTable("keys").set(patchColumns(patch, now)).where("id", "=", oldId).executeTakeFirst();
-          if (Number(res.numUpdatedRows) === 0) return false;
+          if (!(await updateWith(trx, oldId, patch, now))) return false;
           await insertKeysWith(trx, [successor]);
           return true;
         });
@@ -177,6 +185,18 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       });
     },
 
+    async keyChangesSince(cursor, limit) {
+      const bounds = await db.selectFrom("key_changes").select((eb) => [eb.fn.min("seq").as("min"), eb.fn.max("seq").as("max")]).executeTakeFirstOrThrow();
+      const max = bounds.max === null ? 0 : Number(bounds.max);
+      if (cursor === null) return { cursor: max, hashes: [], complete: true };
+      const min = bounds.min === null ? max + 1 : Number(bounds.min);
+      if (cursor < max && min > cursor + 1) return { cursor: max, hashes: [], complete: false };
+      const rows = await db.selectFrom("key_changes").select(["seq", "hash"]).where("seq", ">", cursor).orderBy("seq").limit(limit).execute();
+      return { cursor: rows.length ? Number(rows[rows.length - 1]!.seq) : cursor, hashes: rows.map((r) => r.hash), complete: true };
+    },
+    async pruneKeyChanges(before) {
+      await db.deleteFrom("key_changes").where("at", "<", before).execute();
+    },
     async getSetting(name) {
       const row = await db.selectFrom("settings").select("value").where("name", "=", name).executeTakeFirst();
       return row?.value ?? null;
