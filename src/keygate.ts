@@ -13,6 +13,7 @@ import { createMemoryStore } from "./store/memory/index.js";
 import type { Account, KeyPatch, KeyRecord, Store } from "./store/types.js";
 import { createUsageRecorder } from "./usage/recorder.js";
 import { createVerifier } from "./verify/engine.js";
+import type { InvalidationBus } from "./cluster/invalidation.js";
 import type { ApiRuntime, Verdict, VerifyRequest } from "./verify/engine.js";
 
 /** How a key stands now, derived from its record and the clock. */
@@ -102,6 +103,8 @@ export interface CreateKeygateOptions {
   limiter?: RateLimiter;
   lockout?: Lockout;
   clock?: Clock;
+  /** Broadcasts key changes to other nodes at once (e.g. `createRedisInvalidation`). */
+  invalidation?: InvalidationBus;
   /** Called when a background task (the usage flush) fails; it will retry on its own. */
   onBackgroundError?: (error: unknown) => void;
 }
@@ -188,7 +191,18 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   const verifier = createVerifier({
     apis, store, limiter, lockout, clock, hasher, usage,
     cache: { maxKeys: config.cache.maxKeys, negativeTtlMs: config.cache.negativeTtlSeconds * 1000 },
+    // A cached key is trusted while the change feed is being read; once it has failed for
+    // longer than maxStaleSeconds (the store is down), verifications need the store again.
+    fresh: (now) => config.cache.changePollMs === 0 || now - lastSync <= config.cache.maxStaleSeconds * 1000,
   });
+  let lastSync = clock.now();
+  const bus = options.invalidation;
+  if (bus) await bus.subscribe((hash) => verifier.invalidate(hash));
+  /** Drops changed keys from this node's cache now, and from every other node's through the bus. */
+  const changed = async (hashes: string[]): Promise<void> => {
+    for (const h of hashes) verifier.invalidate(h);
+    if (bus) await bus.publish(hashes).catch(onError);
+  };
   verifier.setLegacyHashes(await store.hasHashAlgorithm("sha256") && hasher.algorithm !== "sha256");
 
   // Changes made by other processes on the same store (the CLI, other nodes) reach this
@@ -203,6 +217,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
       changeCursor = batch.cursor;
       if (batch.hashes.length < 1000) break;
     }
+    lastSync = clock.now();
   };
   const pollChanges = (): Promise<void> => {
     polling ??= readChanges().finally(() => { polling = null; });
@@ -298,7 +313,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     const before = await getRecord(id);
     const after = await store.updateKey(id, patch, clock.now());
     if (!after) throw notFound("key", id);
-    verifier.invalidate(before.hash);
+    await changed([before.hash]);
     return view(after);
   };
 
@@ -339,7 +354,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
         const key = api.codec.generate(environment);
         const record = { ...probe, hash: hasher.hash(key), start: api.codec.start(key) };
         await store.insertKeys([record]);
-        verifier.invalidate(record.hash);
+        await changed([record.hash]);
         return { ...view(record), key };
       },
       async get(id) {
@@ -390,8 +405,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
         };
         const previous = await store.rotateKey(id, { rotatedAt: now, graceEndsAt: now + grace * 1000, replacedBy: successor.id }, successor, now);
         if (!previous) throw notFound("key", id);
-        verifier.invalidate(old.hash);
-        verifier.invalidate(successor.hash);
+        await changed([old.hash, successor.hash]);
         return { key: { ...view(successor), key }, previous: view(previous) };
       },
       async import(apiId, inputs) {
@@ -425,7 +439,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
           records.push(record);
         }
         await store.insertKeys(records);
-        for (const r of records) verifier.invalidate(r.hash);
+        await changed(records.map((r) => r.hash));
         if (records.some((r) => r.hashAlgorithm === "sha256")) verifier.setLegacyHashes(true);
         return records.map(view);
       },
@@ -434,6 +448,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     syncChanges: pollChanges,
     async close() {
       for (const t of timers) clearInterval(t);
+      await bus?.close();
       await usage.close();
       await limiter.close?.();
       await lockout.close?.();

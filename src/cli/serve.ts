@@ -33,7 +33,7 @@ function banner(rootKey: string): string {
 /** `keygate serve`: the whole service on one port, until SIGINT or SIGTERM. */
 export async function serve(options: ServeOptions): Promise<void> {
   const logger = pino({ level: process.env.KEYGATE_LOG_LEVEL ?? "info", base: { service: "keygate" } });
-  const { keygate, config, configPath, bundled, dataDir } = await openKeygate(options);
+  const { keygate, config, configPath, bundled, dataDir, redis } = await openKeygate({ ...options, logger });
   const port = options.port !== undefined ? parsePort(options.port, "--port")
     : process.env.PORT ? parsePort(process.env.PORT, "PORT") : config.server.port;
   const host = options.host ?? process.env.KEYGATE_HOST ?? config.server.host;
@@ -63,5 +63,5 @@ export async function serve(options: ServeOptions): Promise<void> {
   await app.listen({ port, host });
   const address = app.server.address();
   const url = typeof address === "object" && address ? `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : String(address);
-  logger.info({ url, config: configPath, bundledConfig: bundled, data: dataDir, store: keygate.store.kind, apis: [...keygate.apis.keys()], rootKey: root.source }, `keygate listening on ${url}`);
+  logger.info({ url, config: configPath, bundledConfig: bundled, data: dataDir, store: keygate.store.kind, redis: redis !== null, apis: [...keygate.apis.keys()], rootKey: root.source }, `keygate listening on ${url}`);
 }

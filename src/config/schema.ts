@@ -81,12 +81,28 @@ export const ConfigSchema = Type.Object(
       {
         maxKeys: Type.Integer({ minimum: 0, maximum: 100_000_000, default: 1_000_000 }),
         negativeTtlSeconds: Type.Number({ minimum: 0, maximum: 3600, default: 10 }),
+        maxStaleSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60, description: "How long cached keys keep verifying while the store's change feed cannot be read." }),
         changePollMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 1000, description: "How often to read key changes made by other processes sharing the store; 0 turns it off." }),
       },
       { additionalProperties: false, default: {} },
     ),
     usage: Type.Object(
       { flushIntervalMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000 }) },
+      { additionalProperties: false, default: {} },
+    ),
+    database: Type.Object(
+      {
+        url: Type.Optional(Type.String({ description: "postgres://… to use PostgreSQL; empty for SQLite in the data folder. KEYGATE_DATABASE_URL wins." })),
+        maxConnections: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    redis: Type.Object(
+      {
+        url: Type.Optional(Type.String({ description: "redis://… for cluster-wide limits, lockouts and invalidation. KEYGATE_REDIS_URL wins." })),
+        keyPrefix: Type.String({ default: "keygate:", pattern: "^[A-Za-z0-9:_.-]{0,64}$" }),
+        failureMode: Type.Union([Type.Literal("closed"), Type.Literal("local")], { default: "closed" }),
+      },
       { additionalProperties: false, default: {} },
     ),
     apis: Type.Array(ApiSchema, { minItems: 1 }),

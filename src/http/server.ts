@@ -77,7 +77,8 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
 
   app.setErrorHandler((error: FastifyError | KeygateError, request, reply) => {
     if (error instanceof KeygateError) {
-      return sendProblem(reply, problem(request, error.status >= 500 ? 500 : error.status, error.code, error.message, error.details ? { details: error.details } : {}));
+      if (error.status === 503) reply.header("retry-after", "1");
+      return sendProblem(reply, problem(request, error.status, error.code, error.message, error.details ? { details: error.details } : {}));
     }
     if (error.validation) {
       const errors = error.validation.map((v) => {

@@ -85,6 +85,8 @@ export interface VerifierPorts {
   hasher: KeyHasher;
   usage: UsageRecorder;
   cache: { maxKeys: number; negativeTtlMs: number };
+  /** Whether cached entries may be trusted at `now`; when not, every lookup reads the store. */
+  fresh?: (now: number) => boolean;
 }
 
 /** The verification pipeline of DESIGN.md, talking only to ports. */
@@ -115,11 +117,15 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     scopes: new Set(record.scopes),
   });
 
-  async function lookup(key: string): Promise<CachedKey | null> {
+  const fresh = ports.fresh ?? (() => true);
+
+  async function lookup(key: string, now: number): Promise<CachedKey | null> {
     const hash = hasher.hash(key);
-    const hit = positive?.get(hash);
-    if (hit) return hit;
-    if (negative?.has(hash)) return null;
+    if (fresh(now)) {
+      const hit = positive?.get(hash);
+      if (hit) return hit;
+      if (negative?.has(hash)) return null;
+    }
     let record = await store.getKeyByHash(hash);
     if (!record && legacyHashes && legacyPresent) {
       const plain = await store.getKeyByHash(sha256Hex(key));
@@ -199,7 +205,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
 
       const parsed = api.codec.parse(key);
       if (!parsed) return fail(api, "MALFORMED_KEY", address, null, now);
-      const entry = await lookup(key);
+      const entry = await lookup(key, now);
       if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
         return fail(api, "NOT_FOUND", address, null, now);
       }

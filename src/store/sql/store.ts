@@ -11,6 +11,8 @@ export interface SqlDialectHooks {
   kind: SqlDialectName;
   /** True when `error` is a unique-constraint violation of this driver. */
   isUniqueViolation(error: unknown): boolean;
+  /** True when `error` means the database cannot be reached (as opposed to a bad query). */
+  isUnavailable(error: unknown): boolean;
   close(): Promise<void>;
 }
 
@@ -93,7 +95,7 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
     return true;
   }
 
-  return {
+  const store: Store = {
     kind: hooks.kind,
     async migrate() {
       const migrator = new Migrator({ db, provider: createMigrationProvider(hooks.kind) });
@@ -207,4 +209,22 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
         .execute();
     },
   };
+
+  // Every method turns "cannot reach the database" into one stable 503, so callers can tell an
+  // outage from a bug; transactions guarantee nothing was half-written.
+  for (const name of Object.keys(store) as (keyof Store)[]) {
+    const fn = store[name];
+    if (typeof fn !== "function" || name === "close") continue;
+    (store as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+      try {
+        return await (fn as (...a: unknown[]) => Promise<unknown>).apply(store, args);
+      } catch (e) {
+        if (!(e instanceof KeygateError) && hooks.isUnavailable(e)) {
+          throw new KeygateError("STORE_UNAVAILABLE", `The ${hooks.kind} store is unreachable (${(e as Error).message}); retry shortly.`, 503);
+        }
+        throw e;
+      }
+    };
+  }
+  return store;
 }

@@ -31,6 +31,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     kind: "sqlite",
     isUniqueViolation: (e) => typeof e === "object" && e !== null && "code" in e &&
       (e.code === "SQLITE_CONSTRAINT_UNIQUE" || e.code === "SQLITE_CONSTRAINT_PRIMARYKEY"),
+    isUnavailable: (e) => typeof e === "object" && e !== null && "code" in e && (e.code === "SQLITE_BUSY" || e.code === "SQLITE_CANTOPEN" || e.code === "SQLITE_IOERR"),
     close: () => db.destroy(),
   });
 }
