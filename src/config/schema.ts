@@ -41,11 +41,45 @@ export const LockoutSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-/** Room for the credential schemes of the gateway; `bearer` and a named header exist today. */
+const HeaderName = Type.String({ pattern: "^[A-Za-z0-9-]{1,64}$" });
+
+/** How clients present credentials to the gateway, forward-auth and middleware; tried in order. */
 export const CredentialSchema = Type.Union([
-  Type.Object({ type: Type.Literal("bearer") }, { additionalProperties: false }),
-  Type.Object({ type: Type.Literal("header"), name: Type.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }) }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal("bearer") }, { additionalProperties: false, description: "Authorization: Bearer <key>" }),
+  Type.Object({ type: Type.Literal("header"), name: HeaderName }, { additionalProperties: false, description: "A named header, e.g. X-Access-Token: <key>" }),
+  Type.Object(
+    { type: Type.Literal("identity"), identityHeader: HeaderName, secretHeader: HeaderName },
+    { additionalProperties: false, description: "An identity header (the account's email) beside a secret header (its token)" },
+  ),
 ]);
+
+export const ERROR_STYLES = ["problem", "airtime-v1", "airtime-v2", "topup"] as const;
+
+/** Per-API renaming of verdict codes: the code, status and message clients see. */
+export const ErrorCodeOverrideSchema = Type.Object(
+  {
+    code: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    status: Type.Optional(Type.Integer({ minimum: 400, maximum: 599 })),
+    message: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
+
+/** A gateway route: which requests it matches and which scopes they need. */
+export const RouteSchema = Type.Object(
+  {
+    methods: Type.Array(Type.String({ pattern: "^([A-Z]+|\\*)$" }), { minItems: 1, default: ["*"], description: "HTTP methods, or * for all" }),
+    path: Type.String({ pattern: "^/", maxLength: 500, description: "/v2/balance, /orders/:id, /files/* (a trailing * matches the rest)" }),
+    scopes: Type.Array(Type.String(), { default: [], description: "All of these are required" }),
+    anyScopes: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: "At least one of these is required" })),
+    scopeFromBody: Type.Optional(Type.Object(
+      { field: Type.String({ minLength: 1 }), map: Type.Record(Type.String(), Type.String()) },
+      { additionalProperties: false, description: "Take the required scope from a JSON body field's value" },
+    )),
+    public: Type.Boolean({ default: false, description: "Forward without authentication" }),
+  },
+  { additionalProperties: false },
+);
 
 export const ApiSchema = Type.Object(
   {
@@ -58,7 +92,22 @@ export const ApiSchema = Type.Object(
     environmentRateLimits: Type.Optional(Type.Record(Type.String(), RateLimitSchema)),
     lockout: LockoutSchema,
     credentials: Type.Array(CredentialSchema, { default: [{ type: "bearer" }], minItems: 1 }),
-    errorStyle: Type.Union([Type.Literal("problem")], { default: "problem" }),
+    errorStyle: Type.Union(ERROR_STYLES.map((s) => Type.Literal(s)), { default: "problem" }),
+    errorCodes: Type.Optional(Type.Record(Type.String(), ErrorCodeOverrideSchema)),
+    rateLimitHeaders: Type.Object(
+      {
+        xRateLimit: Type.Boolean({ default: true, description: "X-RateLimit-Limit / -Remaining / -Reset (epoch seconds)" }),
+        ietf: Type.Boolean({ default: false, description: "IETF RateLimit and RateLimit-Policy fields" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    upstream: Type.Optional(Type.Union([
+      Type.String({ pattern: "^https?://" }),
+      Type.Record(Type.String(), Type.String({ pattern: "^https?://" }), { description: "One upstream per environment" }),
+    ])),
+    upstreamTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
+    routes: Type.Optional(Type.Array(RouteSchema)),
+    pathPrefix: Type.String({ default: "/", pattern: "^/", description: "Where the gateway serves this API on a shared port" }),
   },
   { additionalProperties: false },
 );
@@ -70,6 +119,8 @@ export const ConfigSchema = Type.Object(
         host: Type.String({ default: "127.0.0.1" }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 512 * 1024 * 1024, default: 10 * 1024 * 1024 }),
+        gatewayPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: "Serve gateway traffic on its own port; the admin API keeps `port`" })),
+        trustedProxies: Type.Array(Type.String(), { default: [], description: "Addresses/CIDRs of proxies whose X-Forwarded-For is believed" }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -50,6 +50,7 @@ export const VerdictSchema = Type.Object({
   expiresAt: Type.Optional(Nullable(DateTime)), metadata: Type.Optional(Metadata),
   ratelimit: Type.Optional(Type.Object({
     limit: Type.Integer(), remaining: Type.Integer(), reset: Type.Integer({ description: "End of the window, Unix epoch seconds." }),
+    window: Type.Integer({ description: "Window length in seconds." }),
   })),
   attemptsLeft: Type.Optional(Type.Integer()), retryAfter: Type.Optional(Type.Integer({ description: "Seconds." })),
   missingScopes: Type.Optional(Type.Array(Type.String())),
@@ -117,6 +118,7 @@ export const VerifyBody = Type.Object({
   key: Type.String({ maxLength: 4096, description: "The presented key; empty gives MISSING_CREDENTIALS." }),
   ip: Type.Optional(Type.String({ maxLength: 64, description: "The client's address, for allowlists and the lockout." })),
   scopes: Type.Optional(ScopeList),
+  identity: Type.Optional(Type.String({ maxLength: 320, description: "For identity + secret schemes: the account email the client claimed." })),
 }, { additionalProperties: false });
 
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });

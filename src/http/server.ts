@@ -7,7 +7,11 @@ import type { Keygate } from "../keygate.js";
 import { KeygateError } from "../lib/errors.js";
 import { matchesRootKey } from "../auth/root-key.js";
 import { problem, sendProblem } from "./problem.js";
+import { bearerToken } from "./bearer.js";
 import { registerAdminRoutes } from "./routes/admin.js";
+import { registerForwardAuth } from "./routes/forward-auth.js";
+import { compileRoutes } from "./authenticate.js";
+import type { CompiledRoute } from "./authenticate.js";
 
 export interface BuildServerOptions {
   keygate: Keygate;
@@ -21,12 +25,7 @@ export interface BuildServerOptions {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Reads a bearer token; null when the header is missing or of another scheme. */
-export function bearerToken(header: string | undefined): string | null {
-  if (!header) return null;
-  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-  return match ? match[1]! : null;
-}
+export { bearerToken };
 
 /** The path of a JSON-schema error as a field name a person recognises: `body.scopes[0]`. */
 function fieldOf(context: string, instancePath: string, params: Record<string, unknown>): string {
@@ -56,6 +55,9 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
     return503OnClosing: true,
+    // Only these hops' X-Forwarded-For is believed, so no client can choose its own address
+    // to slip past an allowlist or a lockout.
+    trustProxy: options.keygate.config.server.trustedProxies.length ? options.keygate.config.server.trustedProxies : false,
   });
 
   app.addHook("onRequest", async (request, reply) => {
@@ -129,6 +131,10 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     }
   });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  const routes = new Map<string, CompiledRoute[] | null>();
+  for (const [id, runtime] of options.keygate.apis) routes.set(id, compileRoutes(runtime.config.routes));
+  await app.register(async (auth) => registerForwardAuth(auth, options.keygate, routes));
 
   await app.register(async (admin) => {
     admin.addHook("onRequest", requireRoot);

@@ -18,11 +18,23 @@ export interface VerifyRequest {
   /** The API id from the config. */
   api: string;
   /** The presented credential; empty or missing gives `MISSING_CREDENTIALS`. */
-  key: string | null | undefined;
+  key?: string | null | undefined;
+  /**
+   * Instead of `key`: the id of a key whose holder already proved possession, e.g. the `sub`
+   * of a JWT minted from it. The key's current state is checked as for a presented key.
+   */
+  keyId?: string | undefined;
+  /**
+   * For identity + secret schemes (an email header beside a token header): the identity the
+   * client claimed. The key's account email must match it, case-insensitively.
+   */
+  identity?: string | undefined;
   /** The client address, for allowlists and the lockout. */
   ip?: string | undefined;
   /** Scopes the request needs; the key must hold all of them. */
   scopes?: readonly string[] | undefined;
+  /** Scopes of which the key must hold at least one (besides all of `scopes`). */
+  anyScopes?: readonly string[] | undefined;
 }
 
 /** The state of the key's rate limit after this request. `reset` is epoch seconds. */
@@ -30,6 +42,8 @@ export interface RateLimitInfo {
   limit: number;
   remaining: number;
   reset: number;
+  /** Window length in seconds, for RateLimit-Policy. */
+  window: number;
 }
 
 /**
@@ -108,6 +122,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   const negative = ports.cache.negativeTtlMs > 0
     ? new LRUCache<string, typeof NEGATIVE>({ max: 100_000, ttl: ports.cache.negativeTtlMs, ttlAutopurge: false })
     : null;
+  // Keys looked up by id (JWT subjects); `idByHash` lets an invalidation by hash reach them.
+  const byId = new LRUCache<string, CachedKey>({ max: Math.max(1, Math.min(ports.cache.maxKeys, 100_000)) });
+  const idByHash = new Map<string, string>();
+  const accountEmails = new LRUCache<string, string>({ max: 100_000 });
   let legacyHashes = hasher.algorithm !== "sha256";
   let legacyPresent = false;
 
@@ -142,6 +160,31 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     return entry;
   }
 
+  async function lookupById(id: string, now: number): Promise<CachedKey | null> {
+    if (ports.cache.maxKeys > 0 && fresh(now)) {
+      const hit = byId.get(id);
+      if (hit) return hit;
+    }
+    const record = await store.getKey(id);
+    if (!record) return null;
+    const entry = compile(record);
+    if (ports.cache.maxKeys > 0) {
+      byId.set(id, entry);
+      idByHash.set(record.hash, id);
+    }
+    return entry;
+  }
+
+  async function emailOf(accountId: string): Promise<string | null> {
+    const hit = accountEmails.get(accountId);
+    if (hit !== undefined) return hit;
+    const account = await store.getAccount(accountId);
+    if (!account) return null;
+    const email = account.email.toLowerCase();
+    accountEmails.set(accountId, email);
+    return email;
+  }
+
   function describe(base: Verdict, r: KeyRecord): Verdict {
     base.keyId = r.id;
     base.accountId = r.accountId;
@@ -169,10 +212,15 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     invalidate(hash) {
       positive?.delete(hash);
       negative?.delete(hash);
+      const id = idByHash.get(hash);
+      if (id !== undefined) { byId.delete(id); idByHash.delete(hash); }
     },
     clear() {
       positive?.clear();
       negative?.clear();
+      byId.clear();
+      idByHash.clear();
+      accountEmails.clear();
     },
     setLegacyHashes(present) {
       legacyPresent = present;
@@ -188,7 +236,8 @@ export function createVerifier(ports: VerifierPorts): Verifier {
         if (!address) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
       }
       const key = request.key;
-      if (key === null || key === undefined || key === "") return { valid: false, code: "MISSING_CREDENTIALS", api: api.config.id };
+      const byKeyId = request.keyId !== undefined && request.keyId !== "";
+      if (!byKeyId && (key === null || key === undefined || key === "")) return { valid: false, code: "MISSING_CREDENTIALS", api: api.config.id };
 
       // Blocked clients are refused before their key is even parsed, let alone looked up.
       let hadFailures = false;
@@ -203,13 +252,23 @@ export function createVerifier(ports: VerifierPorts): Verifier {
         hadFailures = state.attemptsLeft < api.lockout.maxAttempts;
       }
 
-      const parsed = api.codec.parse(key);
-      if (!parsed) return fail(api, "MALFORMED_KEY", address, null, now);
-      const entry = await lookup(key, now);
-      if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
-        return fail(api, "NOT_FOUND", address, null, now);
+      let entry: CachedKey | null;
+      if (byKeyId) {
+        entry = await lookupById(request.keyId!, now);
+        if (!entry || entry.record.api !== api.config.id) return fail(api, "NOT_FOUND", address, null, now);
+      } else {
+        const parsed = api.codec.parse(key!);
+        if (!parsed) return fail(api, "MALFORMED_KEY", address, null, now);
+        entry = await lookup(key!, now);
+        if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
+          return fail(api, "NOT_FOUND", address, null, now);
+        }
       }
       const r = entry.record;
+      // A token presented under someone else's identity is as good as an unknown token.
+      if (request.identity !== undefined && (await emailOf(r.accountId)) !== request.identity.trim().toLowerCase()) {
+        return fail(api, "NOT_FOUND", address, null, now);
+      }
       if (r.revokedAt !== null) return fail(api, "REVOKED", address, r, now);
       if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail(api, "ROTATED", address, r, now);
       if (r.expiresAt !== null && r.expiresAt <= now) return fail(api, "EXPIRED", address, r, now);
@@ -224,12 +283,17 @@ export function createVerifier(ports: VerifierPorts): Verifier {
           return verdict;
         }
       }
+      if (request.anyScopes && request.anyScopes.length > 0 && !request.anyScopes.some((s) => entry.scopes.has(s))) {
+        const verdict = await fail(api, "INSUFFICIENT_SCOPE", address, r, now);
+        verdict.missingScopes = [...request.anyScopes];
+        return verdict;
+      }
 
       const verdict = describe({ valid: true, code: "VALID", api: api.config.id }, r);
       const limit = r.rateLimit ?? api.rateLimitFor(r.environment);
       if (limit) {
         const rl = await limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now);
-        verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000) };
+        verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000), window: limit.windowSeconds };
         if (!rl.allowed) {
           verdict.valid = false;
           verdict.code = "RATE_LIMITED";

@@ -1,0 +1,153 @@
+import type { IncomingHttpHeaders } from "node:http";
+import type { ApiConfig } from "../config/schema.js";
+import type { Keygate } from "../keygate.js";
+import type { Verdict } from "../verify/engine.js";
+import { bearerToken } from "./bearer.js";
+
+type RouteConfig = NonNullable<ApiConfig["routes"]>[number];
+
+/** A route of the config compiled to a matcher. */
+export interface CompiledRoute {
+  config: RouteConfig;
+  methods: ReadonlySet<string> | null;
+  pattern: RegExp;
+}
+
+/** Compiles `/orders/:id` and `/files/*` into anchored regular expressions, once at start-up. */
+export function compileRoutes(routes: ApiConfig["routes"]): CompiledRoute[] | null {
+  if (!routes) return null;
+  return routes.map((config) => {
+    const parts = config.path.split("/").map((seg, i, all) => {
+      if (seg === "*" && i === all.length - 1) return ".*";
+      if (seg.startsWith(":")) return "[^/]+";
+      return seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    });
+    return {
+      config,
+      methods: config.methods.includes("*") ? null : new Set(config.methods),
+      pattern: new RegExp(`^${parts.join("/")}/?$`),
+    };
+  });
+}
+
+/** The first route matching `method` and `path` (no query string), or null. */
+export function matchRoute(routes: readonly CompiledRoute[], method: string, path: string): CompiledRoute | null {
+  for (const r of routes) {
+    if ((r.methods === null || r.methods.has(method) || (method === "HEAD" && r.methods.has("GET"))) && r.pattern.test(path)) return r;
+  }
+  return null;
+}
+
+/** What the client presented, by the first of the API's schemes that found anything. */
+export interface PresentedCredential {
+  key: string | null;
+  identity?: string;
+  scheme: ApiConfig["credentials"][number]["type"] | null;
+}
+
+const header = (headers: IncomingHttpHeaders, name: string): string | undefined => {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+};
+
+/**
+ * Reads the credential from the request headers. Header names are case-insensitive, as HTTP
+ * says (the airtime v1 seed warns they are case-sensitive; any HTTP client sends them as typed
+ * and keygate accepts either). A scheme that finds half a credential (an identity without
+ * its token) yields no key, so the verdict is MISSING_CREDENTIALS.
+ */
+export function extractCredential(api: ApiConfig, headers: IncomingHttpHeaders): PresentedCredential {
+  for (const scheme of api.credentials) {
+    switch (scheme.type) {
+      case "bearer": {
+        const auth = header(headers, "authorization");
+        if (auth === undefined) break;
+        const token = bearerToken(auth);
+        if (token !== null) return { key: token, scheme: "bearer" };
+        break;
+      }
+      case "header": {
+        const value = header(headers, scheme.name)?.trim();
+        if (value) return { key: value, scheme: "header" };
+        break;
+      }
+      case "identity": {
+        const identity = header(headers, scheme.identityHeader)?.trim();
+        const secret = header(headers, scheme.secretHeader)?.trim();
+        if (identity || secret) return { key: identity && secret ? secret : null, identity: identity ?? "", scheme: "identity" };
+        break;
+      }
+    }
+  }
+  return { key: null, scheme: null };
+}
+
+/** The scopes a request needs under its route: all of `scopes`, and one of `anyScopes`. */
+export function requiredScopes(route: CompiledRoute | null, body: unknown): { scopes: string[]; anyScopes?: string[] } {
+  if (!route) return { scopes: [] };
+  const { scopes, anyScopes, scopeFromBody } = route.config;
+  const out: { scopes: string[]; anyScopes?: string[] } = { scopes: [...scopes] };
+  if (anyScopes) out.anyScopes = anyScopes;
+  if (scopeFromBody) {
+    const value = body && typeof body === "object" ? (body as Record<string, unknown>)[scopeFromBody.field] : undefined;
+    const mapped = typeof value === "string" ? scopeFromBody.map[value] : undefined;
+    // An unknown or missing value must not pass with fewer scopes than any known one needs.
+    if (mapped) out.scopes.push(mapped);
+    else out.scopes.push(...new Set(Object.values(scopeFromBody.map)));
+  }
+  return out;
+}
+
+export interface AuthenticateInput {
+  api: ApiConfig;
+  headers: IncomingHttpHeaders;
+  ip: string | null;
+  route: CompiledRoute | null;
+  body?: unknown;
+}
+
+/** Extracts, then verifies: the whole pipeline for one HTTP request. */
+export async function authenticateRequest(keygate: Keygate, input: AuthenticateInput): Promise<{ verdict: Verdict; credential: PresentedCredential }> {
+  const credential = extractCredential(input.api, input.headers);
+  const need = requiredScopes(input.route, input.body);
+  const verdict = await keygate.verifyKey({
+    api: input.api.id,
+    key: credential.key,
+    identity: credential.scheme === "identity" ? credential.identity : undefined,
+    ip: input.ip ?? undefined,
+    scopes: need.scopes,
+    anyScopes: need.anyScopes,
+  });
+  return { verdict, credential };
+}
+
+/** Headers an authenticated request carries upstream; clients' own copies are dropped. */
+export const IDENTITY_HEADERS = ["x-keygate-key-id", "x-keygate-account-id", "x-keygate-application-id", "x-keygate-scopes", "x-keygate-environment", "x-keygate-request-id"] as const;
+
+export function identityHeaders(verdict: Verdict, requestId: string): Record<string, string> {
+  const h: Record<string, string> = { "x-keygate-request-id": requestId };
+  if (verdict.keyId) h["x-keygate-key-id"] = verdict.keyId;
+  if (verdict.accountId) h["x-keygate-account-id"] = verdict.accountId;
+  if (verdict.applicationId) h["x-keygate-application-id"] = verdict.applicationId;
+  if (verdict.scopes) h["x-keygate-scopes"] = verdict.scopes.join(" ");
+  if (verdict.environment) h["x-keygate-environment"] = verdict.environment;
+  return h;
+}
+
+/** X-RateLimit-* (epoch-seconds reset, as the email seed documents) and, optionally, the IETF fields. */
+export function rateLimitHeaders(api: ApiConfig, verdict: Verdict, now: number): Record<string, string> {
+  const rl = verdict.ratelimit;
+  if (!rl) return {};
+  const h: Record<string, string> = {};
+  if (api.rateLimitHeaders.xRateLimit) {
+    h["x-ratelimit-limit"] = String(rl.limit);
+    h["x-ratelimit-remaining"] = String(rl.remaining);
+    h["x-ratelimit-reset"] = String(rl.reset);
+  }
+  if (api.rateLimitHeaders.ietf) {
+    // draft-ietf-httpapi-ratelimit-headers: a named policy and its current state.
+    h["ratelimit-policy"] = `"default";q=${rl.limit};w=${rl.window}`;
+    h["ratelimit"] = `"default";r=${rl.remaining};t=${Math.max(0, rl.reset - Math.floor(now / 1000))}`;
+  }
+  return h;
+}

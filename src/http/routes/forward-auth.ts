@@ -1,0 +1,79 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Keygate } from "../../keygate.js";
+import { KeygateError } from "../../lib/errors.js";
+import { authenticateRequest, identityHeaders, matchRoute, rateLimitHeaders } from "../authenticate.js";
+import type { CompiledRoute } from "../authenticate.js";
+import { renderError, renderPlainError } from "../error-styles/index.js";
+
+const first = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
+
+/** The original request a proxy asks about, from whichever convention it uses. */
+function originalRequest(request: FastifyRequest, rest: string | undefined): { method: string; path: string; nginx: boolean } {
+  const h = request.headers;
+  const nginxUri = first(h["x-original-uri"]);
+  const traefikUri = first(h["x-forwarded-uri"]);
+  const uri = nginxUri ?? traefikUri ?? (rest !== undefined ? `/${rest}` : "/");
+  const method = (first(h["x-original-method"]) ?? first(h["x-forwarded-method"]) ?? request.method).toUpperCase();
+  const mode = first(h["x-keygate-auth-mode"]);
+  return { method, path: uri.split("?")[0] || "/", nginx: mode ? mode === "nginx" : nginxUri !== undefined };
+}
+
+/**
+ * `/_auth/:api` for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz (HTTP; the
+ * original path follows the prefix). 200 with identity and rate-limit headers to copy, or the
+ * API's own error. nginx turns any auth status but 401/403 into a 500, so for nginx a 429 is
+ * sent as 403 with the real status and body in `X-Keygate-Status` / `X-Keygate-Body` for the
+ * `error_page` recipe in docs/forward-auth.md.
+ */
+export function registerForwardAuth(app: FastifyInstance, keygate: Keygate, routes: ReadonlyMap<string, CompiledRoute[] | null>): void {
+  app.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: 1024 * 1024 }, (_req, body, done) => done(null, body));
+
+  const handler = async (request: FastifyRequest<{ Params: { api: string; "*"?: string } }>, reply: import("fastify").FastifyReply) => {
+    const runtime = keygate.apis.get(request.params.api);
+    if (!runtime) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.params.api)} is configured.`, 404);
+    const api = runtime.config;
+    const original = originalRequest(request, request.params["*"]);
+    const ctx = { requestId: request.id, ip: request.ip, bearer: api.credentials.some((c) => c.type === "bearer") };
+    const compiled = routes.get(api.id) ?? null;
+    const route = compiled ? matchRoute(compiled, original.method, original.path) : null;
+
+    let status: number;
+    let headers: Record<string, string>;
+    let body: unknown;
+    let contentType = "application/json; charset=utf-8";
+    if (compiled && !route) {
+      const r = renderPlainError(api, "ROUTE_NOT_FOUND", 404, `No route ${original.method} ${original.path}.`, ctx);
+      ({ status, headers, body, contentType } = r);
+    } else if (route?.config.public) {
+      reply.code(200).header("x-keygate-request-id", request.id);
+      return reply.send();
+    } else {
+      let parsed: unknown;
+      if (Buffer.isBuffer(request.body) && request.body.length > 0) {
+        try { parsed = JSON.parse(request.body.toString("utf8")); } catch { parsed = undefined; }
+      }
+      const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
+      const rl = rateLimitHeaders(api, verdict, Date.now());
+      if (verdict.valid) {
+        return reply.code(200).headers({ ...identityHeaders(verdict, request.id), ...rl }).send();
+      }
+      const r = renderError(api, verdict, ctx);
+      status = r.status;
+      headers = { ...r.headers, ...rl };
+      body = r.body;
+      contentType = r.contentType;
+    }
+    if (original.nginx && status !== 401 && status !== 403) {
+      headers["x-keygate-status"] = String(status);
+      headers["x-keygate-body"] = JSON.stringify(body);
+      status = 403;
+    } else if (original.nginx) {
+      headers["x-keygate-status"] = String(status);
+      headers["x-keygate-body"] = JSON.stringify(body);
+    }
+    return reply.code(status).headers(headers).type(contentType).send(body);
+  };
+
+  app.all("/_auth/:api", handler);
+  app.all("/_auth/:api/*", handler);
+}
