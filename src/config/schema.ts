@@ -108,6 +108,32 @@ export const ApiSchema = Type.Object(
     upstreamTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
     routes: Type.Optional(Type.Array(RouteSchema)),
     pathPrefix: Type.String({ default: "/", pattern: "^/", description: "Where the gateway serves this API on a shared port" }),
+    features: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String()), { description: "Application features and the scopes each grants (the payments seed)" })),
+    tokens: Type.Optional(Type.Object(
+      {
+        ttlSeconds: Type.Integer({ minimum: 30, maximum: 86_400, default: 3600 }),
+        algorithm: Type.Union([Type.Literal("EdDSA"), Type.Literal("ES256")], { default: "EdDSA" }),
+        issuer: Type.String({ default: "keygate" }),
+        endpoints: Type.Array(Type.Union([
+          Type.Object({
+            style: Type.Literal("clickpesa"),
+            path: Type.String({ pattern: "^/" }),
+            clientIdHeader: Type.String({ default: "client-id" }),
+            apiKeyHeader: Type.String({ default: "api-key" }),
+          }, { additionalProperties: false }),
+          Type.Object({ style: Type.Literal("oauth2"), path: Type.String({ pattern: "^/" }) }, { additionalProperties: false }),
+        ]), { minItems: 1 }),
+      },
+      { additionalProperties: false, description: "Client ID + API key exchanged for a short-lived JWT" },
+    )),
+    introspection: Type.Optional(Type.Object(
+      {
+        path: Type.String({ pattern: "^/" }),
+        style: Type.Union([Type.Literal("keygate"), Type.Literal("oneclickdz")], { default: "keygate" }),
+        scopeLabels: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String()), { description: "A name for each scope set, e.g. READ-ONLY: [read]" })),
+      },
+      { additionalProperties: false, description: "An endpoint where a client checks its own key" },
+    )),
   },
   { additionalProperties: false },
 );
