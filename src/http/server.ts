@@ -10,6 +10,7 @@ import { problem, sendProblem } from "./problem.js";
 import { bearerToken } from "./bearer.js";
 import { registerAdminRoutes } from "./routes/admin.js";
 import { registerForwardAuth } from "./routes/forward-auth.js";
+import { registerIntrospection } from "./routes/introspection.js";
 import { compileRoutes } from "./authenticate.js";
 import type { CompiledRoute } from "./authenticate.js";
 
@@ -135,6 +136,7 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
   const routes = new Map<string, CompiledRoute[] | null>();
   for (const [id, runtime] of options.keygate.apis) routes.set(id, compileRoutes(runtime.config.routes));
   await app.register(async (auth) => registerForwardAuth(auth, options.keygate, routes));
+  await app.register(async (introspection) => registerIntrospection(introspection, options.keygate));
 
   await app.register(async (admin) => {
     admin.addHook("onRequest", requireRoot);
