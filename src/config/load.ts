@@ -6,7 +6,9 @@ import { ConfigSchema } from "./schema.js";
 import type { ApiConfig, KeygateConfig } from "./schema.js";
 import { checksumLength } from "../keys/checksum.js";
 
-const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+// Innermost `${...}` only (no `$`, `{` or `}` in the default), applied until none is left, so
+// defaults may nest: ${SANDBOX_URL:-${UPSTREAM_URL}}.
+const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}/g;
 
 /** `a.b[0].c` from a JSON pointer `/a/b/0/c`, for error messages a person can follow. */
 function pointerToPath(pointer: string): string {
@@ -22,12 +24,19 @@ function pointerToPath(pointer: string): string {
  */
 function interpolate(node: unknown, env: NodeJS.ProcessEnv, file: string, path: string): unknown {
   if (typeof node === "string") {
-    return node.replace(VAR, (_all, name: string, fallback: string | undefined) => {
-      const value = env[name];
-      if (value !== undefined && value !== "") return value;
-      if (fallback !== undefined) return fallback;
-      throw new ConfigError(`${file}: ${path || "(root)"}: environment variable ${name} is not set and has no default (write \${${name}:-default})`);
-    });
+    let text = node;
+    for (let depth = 0; depth < 8; depth++) {
+      const next = text.replace(VAR, (_all, name: string, fallback: string | undefined) => {
+        const value = env[name];
+        if (value !== undefined && value !== "") return value.replace(/\$\{/g, "$\u200b{");
+        if (fallback !== undefined) return fallback;
+        throw new ConfigError(`${file}: ${path || "(root)"}: environment variable ${name} is not set and has no default (write \${${name}:-default})`);
+      });
+      if (next === text) break;
+      text = next;
+    }
+    // A value that itself contains "${" is data, not another variable: restore it untouched.
+    return text.replace(/\$\u200b\{/g, "${");
   }
   if (Array.isArray(node)) return node.map((v, i) => interpolate(v, env, file, `${path}[${i}]`));
   if (node && typeof node === "object") {
@@ -76,7 +85,14 @@ export function parseConfig(raw: unknown, source = "config", env: NodeJS.Process
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) fail("(root)", "expected a mapping with at least `apis:`");
   const interpolated = interpolate(raw, env, source, "");
   const value = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, Value.Clone(interpolated)));
-  const first = Value.Errors(ConfigSchema, value).First();
+  let first = Value.Errors(ConfigSchema, value).First();
+  // A union reports only "Expected union value"; the variant that got furthest says more.
+  while (first && first.errors.length > 0) {
+    const deeper = first.errors.map((it) => it.First()).filter((e): e is NonNullable<typeof e> => e !== undefined)
+      .sort((a, b) => Number(a.path.endsWith("/type")) - Number(b.path.endsWith("/type")) || b.path.length - a.path.length)[0];
+    if (!deeper || deeper.path.length <= first.path.length) break;
+    first = deeper;
+  }
   if (first) {
     const extra = first.schema.additionalProperties === false && first.value && typeof first.value === "object"
       ? Object.keys(first.value as object).filter((k) => !(k in (first.schema.properties ?? {})))
