@@ -5,6 +5,10 @@ import { authenticateRequest, identityHeaders, matchRoute, rateLimitHeaders } fr
 import type { CompiledRoute } from "../authenticate.js";
 import { renderError, renderPlainError } from "../error-styles/index.js";
 
+/** JSON safe for a header value: nginx copies it into a response body verbatim. */
+const headerJson = (body: unknown): string =>
+  JSON.stringify(body).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
 const first = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
 /** The original request a proxy asks about, from whichever convention it uses. */
@@ -63,13 +67,10 @@ export function registerForwardAuth(app: FastifyInstance, keygate: Keygate, rout
       body = r.body;
       contentType = r.contentType;
     }
-    if (original.nginx && status !== 401 && status !== 403) {
+    if (original.nginx) {
       headers["x-keygate-status"] = String(status);
-      headers["x-keygate-body"] = JSON.stringify(body);
-      status = 403;
-    } else if (original.nginx) {
-      headers["x-keygate-status"] = String(status);
-      headers["x-keygate-body"] = JSON.stringify(body);
+      headers["x-keygate-body"] = headerJson(body);
+      if (status !== 401 && status !== 403) status = 403;
     }
     return reply.code(status).headers(headers).type(contentType).send(body);
   };
