@@ -7,7 +7,7 @@ import type { Clock } from "../lib/clock.js";
 import type { KeyCodec } from "../keys/format.js";
 import type { KeyHasher } from "../keys/hash.js";
 import { sha256Hex } from "../keys/hash.js";
-import type { Lockout, LockoutPolicy, RateLimiter } from "../limits/types.js";
+import type { Lockout, LockoutPolicy, LockoutState, RateLimiter, RateLimitVerdict } from "../limits/types.js";
 import type { KeyRecord, Store } from "../store/types.js";
 import type { UsageRecorder } from "../usage/recorder.js";
 import { LOCKOUT_FAILURES } from "./codes.js";
@@ -137,13 +137,16 @@ export function createVerifier(ports: VerifierPorts): Verifier {
 
   const fresh = ports.fresh ?? (() => true);
 
-  async function lookup(key: string, now: number): Promise<CachedKey | null> {
-    const hash = hasher.hash(key);
-    if (fresh(now)) {
-      const hit = positive?.get(hash);
-      if (hit) return hit;
-      if (negative?.has(hash)) return null;
-    }
+  /** The cache's answer for a hash: an entry, null for a known-unknown key, undefined on a miss. */
+  function peek(hash: string, now: number): CachedKey | null | undefined {
+    if (!fresh(now)) return undefined;
+    const hit = positive?.get(hash);
+    if (hit) return hit;
+    if (negative?.has(hash)) return null;
+    return undefined;
+  }
+
+  async function load(hash: string, key: string): Promise<CachedKey | null> {
     let record = await store.getKeyByHash(hash);
     if (!record && legacyHashes && legacyPresent) {
       const plain = await store.getKeyByHash(sha256Hex(key));
@@ -197,16 +200,9 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     return base;
   }
 
-  async function fail(api: ApiRuntime, code: VerdictCode, address: IpAddress | null, record: KeyRecord | null, now: number): Promise<Verdict> {
-    const verdict: Verdict = { valid: false, code, api: api.config.id };
-    if (record) describe(verdict, record);
-    if (api.lockout && address && LOCKOUT_FAILURES.has(code)) {
-      const state = await lockout.recordFailure(address.toString(), api.lockout, now);
-      verdict.attemptsLeft = state.attemptsLeft;
-      if (state.blockedUntil !== null) verdict.retryAfter = Math.max(1, Math.ceil((state.blockedUntil - now) / 1000));
-    }
-    return verdict;
-  }
+  const retryAfter = (until: number, now: number): number => Math.max(1, Math.ceil((until - now) / 1000));
+  const blockedVerdict = (api: ApiRuntime, state: LockoutState, now: number): Verdict =>
+    ({ valid: false, code: "IP_BLOCKED", api: api.config.id, attemptsLeft: 0, retryAfter: retryAfter(state.blockedUntil ?? now, now) });
 
   return {
     invalidate(hash) {
@@ -239,69 +235,97 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       const byKeyId = request.keyId !== undefined && request.keyId !== "";
       if (!byKeyId && (key === null || key === undefined || key === "")) return { valid: false, code: "MISSING_CREDENTIALS", api: api.config.id };
 
-      // Blocked clients are refused before their key is even parsed, let alone looked up.
-      let hadFailures = false;
-      if (api.lockout && address) {
-        const state = await lockout.check(address.toString(), api.lockout, now);
-        if (state.blocked) {
-          return {
-            valid: false, code: "IP_BLOCKED", api: api.config.id, attemptsLeft: 0,
-            retryAfter: Math.max(1, Math.ceil(((state.blockedUntil ?? now) - now) / 1000)),
-          };
+      // The lockout is read at most once per verification, and as late as it can be: before
+      // any storage lookup (blocked clients never reach the store), before any failure verdict
+      // (a blocked client always sees IP_BLOCKED), and on the hot path — a cached, valid key —
+      // in the same round trip as the rate limit, so a shared (Redis) limiter costs one.
+      const subject = api.lockout && address ? address.toString() : null;
+      let lock: LockoutState | null = null;
+      const readLock = async (): Promise<LockoutState | null> => {
+        if (subject !== null && lock === null) lock = await lockout.check(subject, api.lockout!, now);
+        return lock;
+      };
+      const fail = async (code: VerdictCode, record: KeyRecord | null): Promise<Verdict> => {
+        const state = await readLock();
+        if (state?.blocked) return blockedVerdict(api, state, now);
+        const verdict: Verdict = { valid: false, code, api: api.config.id };
+        if (record) describe(verdict, record);
+        if (subject !== null && LOCKOUT_FAILURES.has(code)) {
+          const after = await lockout.recordFailure(subject, api.lockout!, now);
+          verdict.attemptsLeft = after.attemptsLeft;
+          if (after.blockedUntil !== null) verdict.retryAfter = retryAfter(after.blockedUntil, now);
         }
-        hadFailures = state.attemptsLeft < api.lockout.maxAttempts;
-      }
+        return verdict;
+      };
 
       let entry: CachedKey | null;
       if (byKeyId) {
+        if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
         entry = await lookupById(request.keyId!, now);
-        if (!entry || entry.record.api !== api.config.id) return fail(api, "NOT_FOUND", address, null, now);
+        if (!entry || entry.record.api !== api.config.id) return fail("NOT_FOUND", null);
       } else {
         const parsed = api.codec.parse(key!);
-        if (!parsed) return fail(api, "MALFORMED_KEY", address, null, now);
-        entry = await lookup(key!, now);
+        if (!parsed) return fail("MALFORMED_KEY", null);
+        const hash = hasher.hash(key!);
+        const cached = peek(hash, now);
+        if (cached === undefined) {
+          if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
+          entry = await load(hash, key!);
+        } else {
+          entry = cached;
+        }
         if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
-          return fail(api, "NOT_FOUND", address, null, now);
+          return fail("NOT_FOUND", null);
         }
       }
       const r = entry.record;
       // A token presented under someone else's identity is as good as an unknown token.
       if (request.identity !== undefined && (await emailOf(r.accountId)) !== request.identity.trim().toLowerCase()) {
-        return fail(api, "NOT_FOUND", address, null, now);
+        return fail("NOT_FOUND", null);
       }
-      if (r.revokedAt !== null) return fail(api, "REVOKED", address, r, now);
-      if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail(api, "ROTATED", address, r, now);
-      if (r.expiresAt !== null && r.expiresAt <= now) return fail(api, "EXPIRED", address, r, now);
-      if (!r.enabled) return fail(api, "DISABLED", address, r, now);
+      if (r.revokedAt !== null) return fail("REVOKED", r);
+      if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail("ROTATED", r);
+      if (r.expiresAt !== null && r.expiresAt <= now) return fail("EXPIRED", r);
+      if (!r.enabled) return fail("DISABLED", r);
 
-      if (entry.allow && (!address || !entry.allow(address))) return fail(api, "IP_NOT_ALLOWED", address, r, now);
+      if (entry.allow && (!address || !entry.allow(address))) return fail("IP_NOT_ALLOWED", r);
       if (request.scopes && request.scopes.length > 0) {
         const missing = request.scopes.filter((s) => !entry.scopes.has(s));
         if (missing.length > 0) {
-          const verdict = await fail(api, "INSUFFICIENT_SCOPE", address, r, now);
-          verdict.missingScopes = missing;
+          const verdict = await fail("INSUFFICIENT_SCOPE", r);
+          if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = missing;
           return verdict;
         }
       }
       if (request.anyScopes && request.anyScopes.length > 0 && !request.anyScopes.some((s) => entry.scopes.has(s))) {
-        const verdict = await fail(api, "INSUFFICIENT_SCOPE", address, r, now);
-        verdict.missingScopes = [...request.anyScopes];
+        const verdict = await fail("INSUFFICIENT_SCOPE", r);
+        if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = [...request.anyScopes];
         return verdict;
       }
 
       const verdict = describe({ valid: true, code: "VALID", api: api.config.id }, r);
       const limit = r.rateLimit ?? api.rateLimitFor(r.environment);
+      let rl: RateLimitVerdict | null = null;
       if (limit) {
-        const rl = await limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now);
-        verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000), window: limit.windowSeconds };
+        // Issued together: a pipelining Redis client sends both in one round trip. Should the
+        // client turn out to be blocked, the request used one slot of the key's window without
+        // being admitted — conservative, never more than the limit.
+        const [state, consumed] = await Promise.all([readLock(), limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now)]);
+        if (state?.blocked) return blockedVerdict(api, state, now);
+        rl = consumed;
+      } else if ((await readLock())?.blocked) {
+        return blockedVerdict(api, lock!, now);
+      }
+      if (rl) {
+        verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000), window: limit!.windowSeconds };
         if (!rl.allowed) {
           verdict.valid = false;
           verdict.code = "RATE_LIMITED";
-          verdict.retryAfter = Math.max(1, Math.ceil((rl.resetAt - now) / 1000));
+          verdict.retryAfter = retryAfter(rl.resetAt, now);
           return verdict;
         }
       }
-      if (hadFailures && address) await lockout.recordSuccess(address.toString());
+      if (subject !== null && lock !== null && (lock as LockoutState).attemptsLeft < api.lockout!.maxAttempts) await lockout.recordSuccess(subject);
       usage.record(r.id, now);
       return verdict;
     },

@@ -2,16 +2,19 @@ import type { Redis } from "ioredis";
 import type { Lockout, LockoutPolicy, LockoutState, RateLimiter, RateLimitVerdict } from "../types.js";
 
 /**
- * Fixed window in one atomic script: read, refuse at the limit, else count. A refused request
- * is not counted, so `remaining` stays meaningful; the key expires just after its window.
+ * Fixed window in one atomic script, for a batch of `n` requests of one key: admit as many as
+ * the window still has room for, count only those, and return how many were admitted and
+ * the count before them. Refused requests are not counted, so `remaining` stays meaningful;
+ * the key expires just after its window. n = 0 only reads.
  */
 const RATE_LIMIT_LUA = `
 local c = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ARGV[3] == '0' then return {1, c} end
-if c >= tonumber(ARGV[1]) then return {0, c} end
-c = redis.call('INCR', KEYS[1])
-if c == 1 then redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[2]) + 1000) end
-return {1, c}
+local n = tonumber(ARGV[3])
+local take = math.min(n, math.max(0, tonumber(ARGV[1]) - c))
+if take > 0 then
+  if redis.call('INCRBY', KEYS[1], take) == take then redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[2]) + 1000) end
+end
+return {take, c}
 `;
 
 /** Counts a failed attempt and starts the block at the limit, atomically across nodes. */
@@ -32,7 +35,7 @@ return {f, b}
 `;
 
 type Scripted = Redis & {
-  keygateRateLimit(key: string, limit: number, windowEnd: number, consume: 0 | 1): Promise<[number, number]>;
+  keygateRateLimit(key: string, limit: number, windowEnd: number, n: number): Promise<[number, number]>;
   keygateLockoutFail(key: string, now: number, windowMs: number, blockMs: number, maxAttempts: number): Promise<[number, number]>;
 };
 
@@ -64,15 +67,46 @@ export interface RedisLimitsOptions {
 export function createRedisRateLimiter(options: RedisLimitsOptions): RateLimiter {
   const redis = scripted(options.redis);
   const prefix = `${options.keyPrefix ?? "keygate:"}rl:`;
-  const run = async (id: string, limit: number, windowMs: number, now: number, consume: 0 | 1): Promise<RateLimitVerdict> => {
-    const start = now - (now % windowMs);
-    const end = start + windowMs;
-    const [allowed, count] = await redis.keygateRateLimit(`${prefix}${id}:${start}`, limit, end, consume);
-    return { allowed: allowed === 1, limit, remaining: Math.max(0, limit - count), resetAt: end };
+
+  // Requests for the same key and window that arrive in the same tick share one script call:
+  // a hot key under load costs one round trip per tick instead of one per request, and the
+  // script admits exactly as many of them as the window has room for.
+  interface Waiter { resolve(v: RateLimitVerdict): void; reject(e: unknown): void }
+  interface Batch { key: string; limit: number; end: number; waiters: Waiter[] }
+  let pending = new Map<string, Batch>();
+  const flush = (): void => {
+    const batches = pending;
+    pending = new Map();
+    for (const b of batches.values()) {
+      redis.keygateRateLimit(b.key, b.limit, b.end, b.waiters.length).then(([take, before]) => {
+        b.waiters.forEach((w, i) => {
+          const allowed = i < take;
+          const used = allowed ? before + i + 1 : before + take;
+          w.resolve({ allowed, limit: b.limit, remaining: Math.max(0, b.limit - used), resetAt: b.end });
+        });
+      }, (e: unknown) => { for (const w of b.waiters) w.reject(e); });
+    }
   };
+
   return {
-    consume: (id, limit, windowMs, now) => run(id, limit, windowMs, now, 1),
-    peek: (id, limit, windowMs, now) => run(id, limit, windowMs, now, 0),
+    consume(id, limit, windowMs, now) {
+      const start = now - (now % windowMs);
+      const key = `${prefix}${id}:${start}`;
+      return new Promise<RateLimitVerdict>((resolve, reject) => {
+        let b = pending.get(`${key}|${limit}`);
+        if (!b) {
+          if (pending.size === 0) process.nextTick(flush);
+          b = { key, limit, end: start + windowMs, waiters: [] };
+          pending.set(`${key}|${limit}`, b);
+        }
+        b.waiters.push({ resolve, reject });
+      });
+    },
+    async peek(id, limit, windowMs, now) {
+      const start = now - (now % windowMs);
+      const [, count] = await redis.keygateRateLimit(`${prefix}${id}:${start}`, limit, start + windowMs, 0);
+      return { allowed: count < limit, limit, remaining: Math.max(0, limit - count), resetAt: start + windowMs };
+    },
   };
 }
 
@@ -90,9 +124,20 @@ export function createRedisLockout(options: RedisLimitsOptions): Lockout {
     blockedUntil > now
       ? { blocked: true, attemptsLeft: 0, blockedUntil }
       : { blocked: false, attemptsLeft: Math.max(0, policy.maxAttempts - failures), blockedUntil: null };
+  // Concurrent checks of one client in the same tick share one read.
+  let reads = new Map<string, Promise<(string | null)[]>>();
+  const read = (subject: string): Promise<(string | null)[]> => {
+    let p = reads.get(subject);
+    if (!p) {
+      if (reads.size === 0) process.nextTick(() => { reads = new Map(); });
+      p = redis.hmget(`${prefix}${subject}`, "f", "w", "b");
+      reads.set(subject, p);
+    }
+    return p;
+  };
   return {
     async check(subject, policy, now) {
-      const [f, w, b] = await redis.hmget(`${prefix}${subject}`, "f", "w", "b");
+      const [f, w, b] = await read(subject);
       const failures = Number(f ?? 0);
       const windowStart = Number(w ?? 0);
       const blockedUntil = Number(b ?? 0);
