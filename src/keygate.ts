@@ -10,7 +10,7 @@ import { newId } from "./keys/ids.js";
 import { createMemoryLockout, createMemoryRateLimiter } from "./limits/memory/index.js";
 import type { Lockout, RateLimiter } from "./limits/types.js";
 import { createMemoryStore } from "./store/memory/index.js";
-import type { Account, KeyPatch, KeyRecord, Store } from "./store/types.js";
+import type { Account, AccountPatch, KeyPatch, KeyRecord, Store } from "./store/types.js";
 import { createUsageRecorder } from "./usage/recorder.js";
 import { createVerifier } from "./verify/engine.js";
 import type { InvalidationBus } from "./cluster/invalidation.js";
@@ -56,6 +56,8 @@ export interface AccountView {
   name: string;
   email: string;
   metadata: Record<string, unknown>;
+  /** IP allowlist per environment; an environment absent or empty allows every address. */
+  ipAllowlists: Record<string, string[]>;
   createdAt: string;
   updatedAt: string;
 }
@@ -130,8 +132,9 @@ export interface Keygate {
   readonly apis: ReadonlyMap<string, ApiRuntime>;
   verifyKey(request: VerifyRequest): Promise<Verdict>;
   accounts: {
-    create(input: { name: string; email: string; metadata?: Record<string, unknown> | undefined }): Promise<AccountView>;
+    create(input: { name: string; email: string; metadata?: Record<string, unknown> | undefined; ipAllowlists?: Record<string, string[]> | undefined }): Promise<AccountView>;
     get(id: string): Promise<AccountView>;
+    update(id: string, input: { name?: string | undefined; metadata?: Record<string, unknown> | undefined; ipAllowlists?: Record<string, string[]> | undefined }): Promise<AccountView>;
     list(query?: { cursor?: string | undefined; limit?: number | undefined }): Promise<Page<AccountView>>;
   };
   keys: {
@@ -250,7 +253,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   };
 
   const accountView = (a: Account): AccountView => ({
-    id: a.id, name: a.name, email: a.email, metadata: a.metadata, createdAt: iso(a.createdAt)!, updatedAt: iso(a.updatedAt)!,
+    id: a.id, name: a.name, email: a.email, metadata: a.metadata, ipAllowlists: a.ipAllowlists ?? {}, createdAt: iso(a.createdAt)!, updatedAt: iso(a.updatedAt)!,
   });
 
   const checkScopes = (api: ApiRuntime, scopes: string[], field: string): string[] => {
@@ -270,6 +273,18 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
       const n = normalizeCidr(e);
       if (!n) throw new KeygateError("INVALID_IP_ALLOWLIST", `${field}[${i}]: ${JSON.stringify(e)} is not an IP address or CIDR range (e.g. 203.0.113.45 or 198.51.100.0/24).`, 400, { field: `${field}[${i}]` });
       if (!out.includes(n)) out.push(n);
+    }
+    return out;
+  };
+
+  const environments = new Set(config.apis.flatMap((a) => a.keyFormat.environments));
+  const checkAccountAllowlists = (lists: Record<string, string[]>): Record<string, string[]> => {
+    const out: Record<string, string[]> = {};
+    for (const [env, list] of Object.entries(lists)) {
+      if (!environments.has(env)) {
+        throw new KeygateError("UNKNOWN_ENVIRONMENT", `ipAllowlists.${env}: no API has an environment ${JSON.stringify(env)}; known: ${[...environments].join(", ")}.`, 400, { field: `ipAllowlists.${env}` });
+      }
+      out[env] = checkAllowlist(list, `ipAllowlists.${env}`);
     }
     return out;
   };
@@ -329,13 +344,32 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     accounts: {
       async create(input) {
         const now = clock.now();
-        const account: Account = { id: newId("acc", now), name: input.name, email: input.email, metadata: input.metadata ?? {}, createdAt: now, updatedAt: now };
+        const account: Account = {
+          id: newId("acc", now), name: input.name, email: input.email, metadata: input.metadata ?? {},
+          ipAllowlists: checkAccountAllowlists(input.ipAllowlists ?? {}), createdAt: now, updatedAt: now,
+        };
         await store.createAccount(account);
         return accountView(account);
       },
       async get(id) {
         const a = await store.getAccount(id);
         if (!a) throw notFound("account", id);
+        return accountView(a);
+      },
+      async update(id, input) {
+        const patch: AccountPatch = {};
+        if (input.name !== undefined) patch.name = input.name;
+        if (input.metadata !== undefined) patch.metadata = input.metadata;
+        if (input.ipAllowlists !== undefined) {
+          const current = await store.getAccount(id);
+          if (!current) throw notFound("account", id);
+          // Environments not named keep their list; an empty list clears one.
+          patch.ipAllowlists = { ...current.ipAllowlists, ...checkAccountAllowlists(input.ipAllowlists) };
+          for (const [env, list] of Object.entries(patch.ipAllowlists)) if (list.length === 0) delete patch.ipAllowlists[env];
+        }
+        const a = await store.updateAccount(id, patch, clock.now());
+        if (!a) throw notFound("account", id);
+        await changed([id]);
         return accountView(a);
       },
       async list(query = {}) {

@@ -21,8 +21,10 @@ export const ProblemSchema = Type.Object({
   errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
 }, { additionalProperties: true });
 
+const AccountAllowlists = Type.Record(Type.String({ maxLength: 32 }), Allowlist, { maxProperties: 32, description: "IP allowlist per environment (e.g. sandbox, production); absent or empty allows every address." });
+
 export const AccountSchema = Type.Object({
-  id: Id("acc"), name: Type.String(), email: Type.String(), metadata: Metadata, createdAt: DateTime, updatedAt: DateTime,
+  id: Id("acc"), name: Type.String(), email: Type.String(), metadata: Metadata, ipAllowlists: AccountAllowlists, createdAt: DateTime, updatedAt: DateTime,
 });
 
 export const KeySchema = Type.Object({
@@ -76,7 +78,14 @@ export const CreateAccountBody = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 200 }),
   email: Type.String({ format: "email", maxLength: 320 }),
   metadata: Type.Optional(Metadata),
+  ipAllowlists: Type.Optional(AccountAllowlists),
 }, { additionalProperties: false });
+
+export const UpdateAccountBody = Type.Object({
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  metadata: Type.Optional(Metadata),
+  ipAllowlists: Type.Optional(AccountAllowlists),
+}, { additionalProperties: false, minProperties: 1 });
 
 const keyFields = {
   name: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 200 }))),

@@ -7,9 +7,14 @@ export interface Account {
   name: string;
   email: string;
   metadata: Record<string, unknown>;
+  /** One IP allowlist per environment, as the top-up seed's dashboard has; empty allows all. */
+  ipAllowlists: Record<string, string[]>;
   createdAt: number;
   updatedAt: number;
 }
+
+/** The fields of an account that change after creation. */
+export type AccountPatch = Partial<Pick<Account, "name" | "metadata" | "ipAllowlists">>;
 
 /**
  * A stored key. Holds the hash of the secret, never the secret. Times are epoch milliseconds.
@@ -90,6 +95,8 @@ export interface Store {
   getAccount(id: string): Promise<Account | null>;
   getAccountByEmail(email: string): Promise<Account | null>;
   listAccounts(query: AccountListQuery): Promise<Account[]>;
+  /** Also records the account id in the change feed, so every node drops its cached rules. */
+  updateAccount(id: string, patch: AccountPatch, now: number): Promise<Account | null>;
 
   /** Inserts all or none. Throws KeygateError `DUPLICATE_KEY` when a hash already exists. */
   insertKeys(records: KeyRecord[]): Promise<void>;

@@ -83,6 +83,12 @@ export interface ApiRuntime {
   rateLimitFor(environment: string): RateLimitConfig | null;
 }
 
+/** What the engine keeps per account: the email identity schemes match, allowlists per environment. */
+interface AccountRules {
+  email: string;
+  allow: Map<string, IpMatcher>;
+}
+
 /** A key record with its allowlist and scopes compiled for the hot path. */
 interface CachedKey {
   record: KeyRecord;
@@ -125,7 +131,8 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   // Keys looked up by id (JWT subjects); `idByHash` lets an invalidation by hash reach them.
   const byId = new LRUCache<string, CachedKey>({ max: Math.max(1, Math.min(ports.cache.maxKeys, 100_000)) });
   const idByHash = new Map<string, string>();
-  const accountEmails = new LRUCache<string, string>({ max: 100_000 });
+  // Per account: its email (identity schemes) and its IP allowlist per environment.
+  const accountRules = new LRUCache<string, AccountRules>({ max: 100_000 });
   let legacyHashes = hasher.algorithm !== "sha256";
   let legacyPresent = false;
 
@@ -178,14 +185,19 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     return entry;
   }
 
-  async function emailOf(accountId: string): Promise<string | null> {
-    const hit = accountEmails.get(accountId);
+  async function rulesOf(accountId: string): Promise<AccountRules | null> {
+    const hit = accountRules.get(accountId);
     if (hit !== undefined) return hit;
     const account = await store.getAccount(accountId);
     if (!account) return null;
-    const email = account.email.toLowerCase();
-    accountEmails.set(accountId, email);
-    return email;
+    const allow = new Map<string, IpMatcher>();
+    for (const [env, list] of Object.entries(account.ipAllowlists ?? {})) {
+      const m = compileAllowlist(list);
+      if (m) allow.set(env, m);
+    }
+    const rules = { email: account.email.toLowerCase(), allow };
+    accountRules.set(accountId, rules);
+    return rules;
   }
 
   function describe(base: Verdict, r: KeyRecord): Verdict {
@@ -206,6 +218,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
 
   return {
     invalidate(hash) {
+      if (hash.startsWith("acc_")) { accountRules.delete(hash); return; }
       positive?.delete(hash);
       negative?.delete(hash);
       const id = idByHash.get(hash);
@@ -216,7 +229,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       negative?.clear();
       byId.clear();
       idByHash.clear();
-      accountEmails.clear();
+      accountRules.clear();
     },
     setLegacyHashes(present) {
       legacyPresent = present;
@@ -280,7 +293,8 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       }
       const r = entry.record;
       // A token presented under someone else's identity is as good as an unknown token.
-      if (request.identity !== undefined && (await emailOf(r.accountId)) !== request.identity.trim().toLowerCase()) {
+      const rules = await rulesOf(r.accountId);
+      if (request.identity !== undefined && rules?.email !== request.identity.trim().toLowerCase()) {
         return fail("NOT_FOUND", null);
       }
       if (r.revokedAt !== null) return fail("REVOKED", r);
@@ -289,6 +303,8 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       if (!r.enabled) return fail("DISABLED", r);
 
       if (entry.allow && (!address || !entry.allow(address))) return fail("IP_NOT_ALLOWED", r);
+      const accountAllow = rules?.allow.get(r.environment);
+      if (accountAllow && (!address || !accountAllow(address))) return fail("IP_NOT_ALLOWED", r);
       if (request.scopes && request.scopes.length > 0) {
         const missing = request.scopes.filter((s) => !entry.scopes.has(s));
         if (missing.length > 0) {

@@ -5,7 +5,7 @@ import type { Keygate } from "../../keygate.js";
 import {
   AccountPage, AccountSchema, ApiSchemaView, CreateAccountBody, CreateKeyBody, CreatedKeySchema, IdParams, ImportKeysBody,
   ImportResult, KeyPage, KeySchema, ListAccountsQuery, ListKeysQuery, ProblemSchema, RotateKeyBody, RotateResult,
-  UpdateKeyBody, VerdictSchema, VerifyBody,
+  UpdateAccountBody, UpdateKeyBody, VerdictSchema, VerifyBody,
 } from "../schemas.js";
 
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema };
@@ -45,6 +45,14 @@ export function registerAdminRoutes(parent: FastifyInstance, keygate: Keygate): 
   app.get("/accounts/:id", {
     schema: { tags: ["accounts"], summary: "Get an account", params: IdParams, response: { 200: AccountSchema, ...errors } },
   }, async (request) => keygate.accounts.get(request.params.id));
+
+  app.patch("/accounts/:id", {
+    schema: {
+      tags: ["accounts"], summary: "Update an account",
+      description: "`ipAllowlists` merges per environment: named environments are replaced, an empty list clears one. Enforced on every node at once.",
+      params: IdParams, body: UpdateAccountBody, response: { 200: AccountSchema, ...errors },
+    },
+  }, async (request) => keygate.accounts.update(request.params.id, request.body));
 
   app.post("/keys", {
     schema: {

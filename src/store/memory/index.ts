@@ -1,5 +1,5 @@
 import { KeygateError } from "../../lib/errors.js";
-import type { Account, AccountListQuery, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
+import type { Account, AccountListQuery, AccountPatch, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
 
 interface Change { seq: number; hash: string; at: number }
 
@@ -51,6 +51,14 @@ export function createMemoryStore(): Store {
       return null;
     },
     async listAccounts(q: AccountListQuery) { return sortedAfter(accounts.values(), q.after, q.limit); },
+    async updateAccount(id: string, patch: AccountPatch, now: number) {
+      const a = accounts.get(id);
+      if (!a) return null;
+      const next = { ...a, ...copy(patch), updatedAt: now };
+      accounts.set(id, next);
+      changed(id, now);
+      return copy(next);
+    },
     async insertKeys(records) {
       const seen = new Set<string>();
       for (const r of records) {

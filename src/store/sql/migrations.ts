@@ -62,6 +62,11 @@ function migrations(dialect: SqlDialectName): Record<string, Migration> {
       await db.schema.createIndex("key_changes_at_idx").on("key_changes").column("at").execute();
     },
   },
+  "0004_account_ip_allowlists": {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("accounts").addColumn("ip_allowlists", "text", (c) => c.notNull().defaultTo("{}")).execute();
+    },
+  },
   };
 }
 

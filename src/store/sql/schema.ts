@@ -9,6 +9,7 @@ export interface AccountsTable {
   email: string;
   email_lower: string;
   metadata: string;
+  ip_allowlists: ColumnType<string, string | undefined, string>;
   created_at: Millis;
   updated_at: Millis;
 }

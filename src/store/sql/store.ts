@@ -21,7 +21,7 @@ const numOrNull = (v: number | string | null): number | null => (v === null ? nu
 
 function toAccount(row: Selectable<AccountsTable>): Account {
   return {
-    id: row.id, name: row.name, email: row.email, metadata: JSON.parse(row.metadata),
+    id: row.id, name: row.name, email: row.email, metadata: JSON.parse(row.metadata), ipAllowlists: JSON.parse(row.ip_allowlists),
     createdAt: num(row.created_at), updatedAt: num(row.updated_at),
   };
 }
@@ -108,7 +108,7 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       try {
         await db.insertInto("accounts").values({
           id: a.id, name: a.name, email: a.email, email_lower: a.email.toLowerCase(),
-          metadata: JSON.stringify(a.metadata), created_at: a.createdAt, updated_at: a.updatedAt,
+          metadata: JSON.stringify(a.metadata), ip_allowlists: JSON.stringify(a.ipAllowlists ?? {}), created_at: a.createdAt, updated_at: a.updatedAt,
         }).execute();
       } catch (e) {
         duplicate(e, "EMAIL_TAKEN", `An account with email ${a.email} exists already.`);
@@ -121,6 +121,19 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
     async getAccountByEmail(email) {
       const row = await db.selectFrom("accounts").selectAll().where("email_lower", "=", email.toLowerCase()).executeTakeFirst();
       return row ? toAccount(row) : null;
+    },
+    async updateAccount(id, patch, now) {
+      const set: Updateable<AccountsTable> = { updated_at: now };
+      if (patch.name !== undefined) set.name = patch.name;
+      if (patch.metadata !== undefined) set.metadata = JSON.stringify(patch.metadata);
+      if (patch.ipAllowlists !== undefined) set.ip_allowlists = JSON.stringify(patch.ipAllowlists);
+      const found = await db.transaction().execute(async (trx) => {
+        const res = await trx.updateTable("accounts").set(set).where("id", "=", id).executeTakeFirst();
+        if (Number(res.numUpdatedRows) === 0) return false;
+        await trx.insertInto("key_changes").values({ hash: id, at: now }).execute();
+        return true;
+      });
+      return found ? this.getAccount(id) : null;
     },
     async listAccounts(q) {
       let query = db.selectFrom("accounts").selectAll().orderBy("id").limit(q.limit);
