@@ -43,12 +43,17 @@ function openStore(config: KeygateConfig, dataDir: string): Store {
   return createPostgresStore({ connectionString: url, maxConnections: config.database.maxConnections });
 }
 
+/** How long one Redis command may take before the failure mode applies; they normally take well under 1 ms. */
+const REDIS_COMMAND_TIMEOUT_MS = 1000;
+
 /** Connects to Redis, waiting up to 5 s; an unreachable Redis is then handled by the failure mode. */
 async function openRedis(url: string, logger: Logger | undefined): Promise<Redis> {
   if (!/^rediss?:\/\//.test(url)) throw new ConfigError(`KEYGATE_REDIS_URL / redis.url: expected redis://…, got ${JSON.stringify(url.replace(/\/\/[^@]*@/, "//…@"))}`);
   // No offline queue: while Redis is away, calls fail at once and the failure mode decides,
-  // instead of piling up behind a reconnect.
-  const redis = new Redis(url, { enableAutoPipelining: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: true });
+  // instead of piling up behind a reconnect. A command timeout for a Redis that is there but
+  // does not answer (hung, paused, or cut off without a reset): the connection stays open,
+  // and without it every verification would wait for TCP to give up, hours later.
+  const redis = new Redis(url, { enableAutoPipelining: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: REDIS_COMMAND_TIMEOUT_MS, lazyConnect: true });
   redis.on("error", () => {});
   try {
     await Promise.race([redis.connect(), new Promise((_, reject) => setTimeout(() => reject(new Error("timed out after 5 s")), 5000).unref())]);

@@ -34,8 +34,9 @@ export function createRedisInvalidation(options: RedisInvalidationOptions): Inva
       if (hashes.length > 0) await options.redis.publish(channel, hashes.join(","));
     },
     async subscribe(handler) {
-      // Its own connection, queueing while disconnected and resubscribing after a reconnect.
-      subscriber = options.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null });
+      // Its own connection, queueing while disconnected and resubscribing after a reconnect;
+      // without the client's command timeout, which could drop a (re)subscription mid-way.
+      subscriber = options.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
       subscriber.on("error", () => {}); // reconnects by itself; outages are reported by the limiter
       subscriber.on("message", (ch: string, message: string) => {
         if (ch !== channel) return;

@@ -99,6 +99,10 @@ export interface PrivateRedis {
   url: string;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** SIGSTOP: the server keeps its connections open but answers nothing, like a hung host. */
+  pause(): void;
+  /** SIGCONT after `pause()`. */
+  resume(): void;
 }
 
 export async function startPrivateRedis(): Promise<PrivateRedis> {
@@ -126,11 +130,13 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       started.once("exit", () => { if (child === started) child = null; });
       await waitFor(`redis-server on port ${port}`, ping, 10_000, 20);
     },
+    pause() { child?.kill("SIGSTOP"); },
+    resume() { child?.kill("SIGCONT"); },
     async stop() {
       const running = child;
       if (!running) return;
       child = null;
-      if (running.exitCode === null && running.signalCode === null) {
+      if (running.exitCode === null) {
         const exited = new Promise<void>((resolve) => running.once("exit", () => resolve()));
         running.kill("SIGKILL");
         await exited;

@@ -78,7 +78,8 @@ export function createMemoryLockout(options: { sweepAbove?: number } = {}): Lock
   return {
     check(subject, policy, now) {
       const a = subjects.get(subject);
-      if (a && a.blockedUntil <= now && a.windowStart + policy.windowMs <= now) {
+      // A block that has ended starts the count over, as recordFailure does (and Redis).
+      if (a && a.blockedUntil <= now && (a.blockedUntil !== 0 || a.windowStart + policy.windowMs <= now)) {
         subjects.delete(subject);
         return state(undefined, policy.maxAttempts, now);
       }

@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import type { Store } from "../types.js";
 import { createSqlStore } from "../sql/store.js";
@@ -14,6 +14,9 @@ export interface PostgresStoreOptions {
 }
 
 const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006", "53300"]);
+
+/** The advisory lock that key-changing transactions of every node queue on ("kg" + "chg"). */
+const KEY_CHANGES_LOCK = 0x6b67_636867;
 
 function isConnectionError(e: unknown): boolean {
   if (typeof e !== "object" || e === null) return false;
@@ -38,14 +41,22 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     max: options.maxConnections ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
   });
-  // An idle client that loses its server emits 'error' on the pool; without a listener that
-  // would crash the process. The next query simply gets a fresh connection.
+  // A client that loses its server emits 'error': while idle, the pool relays it as the pool's
+  // 'error'; while checked out (a query in flight, a transaction open), on the client itself,
+  // where the pool listens no longer. Unheard, either would crash the process. The query
+  // itself fails with the error (→ STORE_UNAVAILABLE), the pool drops the broken client, and
+  // the next query gets a fresh connection.
   pool.on("error", () => {});
+  pool.on("connect", (client) => { client.on("error", () => {}); });
   const db = new Kysely<KeygateDatabase>({ dialect: new PostgresDialect({ pool }) });
   return createSqlStore(db, {
     kind: "postgres",
     isUniqueViolation: (e) => typeof e === "object" && e !== null && "code" in e && e.code === "23505",
     isUnavailable: isConnectionError,
+    // Nodes write concurrently, and a sequence hands out numbers in the order transactions
+    // ask, not the order they commit. Queuing the (rare) key writes on one lock, taken before
+    // anything else so no two transactions can wait on each other, makes the two orders agree.
+    serializeChanges: async (trx) => { await sql`select pg_advisory_xact_lock(${KEY_CHANGES_LOCK})`.execute(trx); },
     close: () => db.destroy(),
   });
 }

@@ -13,6 +13,12 @@ export interface SqlDialectHooks {
   isUniqueViolation(error: unknown): boolean;
   /** True when `error` means the database cannot be reached (as opposed to a bad query). */
   isUnavailable(error: unknown): boolean;
+  /**
+   * Called first in every transaction that records key changes, to make them commit in the
+   * order of their sequence numbers (see `writing`). SQLite needs none: its one connection
+   * already runs one transaction at a time.
+   */
+  serializeChanges?(trx: Kysely<KeygateDatabase>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -78,6 +84,17 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
     throw e;
   };
 
+  /**
+   * A transaction that records key changes. Readers of the feed remember the highest sequence
+   * number they saw; were a change numbered 10 to commit after one numbered 11 had been read,
+   * they would never see it, and a revoked key would stay cached on other nodes.
+   */
+  const writing = <T>(fn: (trx: Kysely<KeygateDatabase>) => Promise<T>): Promise<T> =>
+    db.transaction().execute(async (trx) => {
+      await hooks.serializeChanges?.(trx);
+      return fn(trx);
+    });
+
   async function insertKeysWith(trx: Kysely<KeygateDatabase>, records: KeyRecord[]): Promise<void> {
     // Chunked so that a 100k-key import stays under every driver's bound-parameter limit.
     const rows = records.map(fromKey);
@@ -127,7 +144,7 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       if (patch.name !== undefined) set.name = patch.name;
       if (patch.metadata !== undefined) set.metadata = JSON.stringify(patch.metadata);
       if (patch.ipAllowlists !== undefined) set.ip_allowlists = JSON.stringify(patch.ipAllowlists);
-      const found = await db.transaction().execute(async (trx) => {
+      const found = await writing(async (trx) => {
         const res = await trx.updateTable("accounts").set(set).where("id", "=", id).executeTakeFirst();
         if (Number(res.numUpdatedRows) === 0) return false;
         await trx.insertInto("key_changes").values({ hash: id, at: now }).execute();
@@ -144,7 +161,7 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
     async insertKeys(records) {
       if (records.length === 0) return;
       try {
-        await db.transaction().execute((trx) => insertKeysWith(trx, records));
+        await writing((trx) => insertKeysWith(trx, records));
       } catch (e) {
         duplicate(e, "DUPLICATE_KEY", "A key with the same secret exists already.");
       }
@@ -165,12 +182,12 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       return (await query.execute()).map(toKey);
     },
     async updateKey(id, patch, now) {
-      const found = await db.transaction().execute((trx) => updateWith(trx, id, patch, now));
+      const found = await writing((trx) => updateWith(trx, id, patch, now));
       return found ? this.getKey(id) : null;
     },
     async rotateKey(oldId, patch, successor, now) {
       try {
-        const found = await db.transaction().execute(async (trx) => {
+        const found = await writing(async (trx) => {
           if (!(await updateWith(trx, oldId, patch, now))) return false;
           await insertKeysWith(trx, [successor]);
           return true;
@@ -210,7 +227,13 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       return { cursor: rows.length ? Number(rows[rows.length - 1]!.seq) : cursor, hashes: rows.map((r) => r.hash), complete: true };
     },
     async pruneKeyChanges(before) {
-      await db.deleteFrom("key_changes").where("at", "<", before).execute();
+      // The newest record is always kept: max(seq) is the feed's position, and were it to
+      // vanish, the position would fall back to 0 and a cursor before the pruned records
+      // would no longer be reported incomplete.
+      await db.deleteFrom("key_changes")
+        .where("at", "<", before)
+        .where("seq", "<", (eb) => eb.selectFrom("key_changes").select((e) => e.fn.max("seq").as("max")))
+        .execute();
     },
     async getSetting(name) {
       const row = await db.selectFrom("settings").select("value").where("name", "=", name).executeTakeFirst();
