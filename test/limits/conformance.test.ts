@@ -113,7 +113,7 @@ for (const [name, make, skip] of ADAPTERS) {
         }
         assert.equal((await limits.limiter.consume(id, 3, MINUTE, T0 + 8)).remaining, 1);
         assert.equal((await limits.limiter.consume(id, 3, MINUTE, T0 + 9)).remaining, 0);
-        assert.equal((await limits.limiter.peek(id, 3, MINUTE, T0 + 10)).remaining, 0);
+        assert.deepEqual(await limits.limiter.peek(id, 3, MINUTE, T0 + 10), { allowed: false, limit: 3, remaining: 0, resetAt: T0 + MINUTE });
         // The next window is untouched by anything above.
         assert.equal((await limits.limiter.peek(id, 3, MINUTE, T0 + MINUTE)).remaining, 3);
       });

@@ -45,8 +45,10 @@ export function createMemoryRateLimiter(options: { sweepAbove?: number } = {}): 
     },
     peek(id, limit, windowMs, now) {
       const start = now - (now % windowMs);
-      const w = windows.get(id);
-      return verdict(w && w.start === start ? w : { start, end: start + windowMs, count: 0 }, true, limit);
+      const found = windows.get(id);
+      const w = found && found.start === start ? found : { start, end: start + windowMs, count: 0 };
+      // `allowed`: whether the next request would be admitted, as the Redis adapter answers.
+      return verdict(w, w.count < limit, limit);
     },
   };
 }
