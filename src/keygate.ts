@@ -14,6 +14,7 @@ import type { Account, AccountPatch, KeyPatch, KeyRecord, Store } from "./store/
 import { createUsageRecorder } from "./usage/recorder.js";
 import { createVerifier } from "./verify/engine.js";
 import type { InvalidationBus } from "./cluster/invalidation.js";
+import type { KeygateMetrics } from "./ops/metrics.js";
 import type { ApiRuntime, Verdict, VerifyRequest } from "./verify/engine.js";
 
 /** How a key stands now, derived from its record and the clock. */
@@ -105,6 +106,8 @@ export interface CreateKeygateOptions {
   limiter?: RateLimiter;
   lockout?: Lockout;
   clock?: Clock;
+  /** Prometheus metrics (createMetrics()); the store is instrumented with it. */
+  metrics?: KeygateMetrics;
   /** Broadcasts key changes to other nodes at once (e.g. `createRedisInvalidation`). */
   invalidation?: InvalidationBus;
   /** Called when a background task (the usage flush) fails; it will retry on its own. */
@@ -170,7 +173,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   const config = "apis" in options.config && Array.isArray(options.config.apis) && isParsed(options.config)
     ? (options.config as KeygateConfig)
     : parseConfig(options.config);
-  const store = options.store ?? createMemoryStore();
+  const store = options.metrics ? options.metrics.instrumentStore(options.store ?? createMemoryStore()) : options.store ?? createMemoryStore();
   const limiter = options.limiter ?? createMemoryRateLimiter();
   const lockout = options.lockout ?? createMemoryLockout();
   const clock = options.clock ?? systemClock;
@@ -191,19 +194,39 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   }
 
   const usage = createUsageRecorder(store, config.usage.flushIntervalMs, onError);
+  options.metrics?.setUsageQueueDepth(() => usage.size());
+  // A read the verifier began before a key changed can end after the change's invalidation
+  // arrived (from this node, the bus or the feed), and would then cache the old record until
+  // the next change-feed poll: a revoked key still valid here for up to changePollMs. Such
+  // reads are repeated, so what gets cached is never older than the last invalidation.
+  let invalidations = 0;
+  const coherent = <A extends unknown[], R>(read: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+    for (let attempt = 1; ; attempt++) {
+      const seen = invalidations;
+      const result = await read(...args);
+      if (seen === invalidations || attempt === 3) return result;
+    }
+  };
+  const verifierStore: Store = Object.assign(Object.create(store) as Store, {
+    getKeyByHash: coherent(store.getKeyByHash.bind(store)),
+    getKey: coherent(store.getKey.bind(store)),
+    getAccount: coherent(store.getAccount.bind(store)),
+  });
   const verifier = createVerifier({
-    apis, store, limiter, lockout, clock, hasher, usage,
+    apis, store: verifierStore, limiter, lockout, clock, hasher, usage,
     cache: { maxKeys: config.cache.maxKeys, negativeTtlMs: config.cache.negativeTtlSeconds * 1000 },
+    observer: options.metrics?.observer,
     // A cached key is trusted while the change feed is being read; once it has failed for
     // longer than maxStaleSeconds (the store is down), verifications need the store again.
     fresh: (now) => config.cache.changePollMs === 0 || now - lastSync <= config.cache.maxStaleSeconds * 1000,
   });
   let lastSync = clock.now();
   const bus = options.invalidation;
-  if (bus) await bus.subscribe((hash) => verifier.invalidate(hash));
+  const invalidate = (hash: string): void => { invalidations++; verifier.invalidate(hash); };
+  if (bus) await bus.subscribe(invalidate);
   /** Drops changed keys from this node's cache now, and from every other node's through the bus. */
   const changed = async (hashes: string[]): Promise<void> => {
-    for (const h of hashes) verifier.invalidate(h);
+    for (const h of hashes) invalidate(h);
     if (bus) await bus.publish(hashes).catch(onError);
   };
   verifier.setLegacyHashes(await store.hasHashAlgorithm("sha256") && hasher.algorithm !== "sha256");
@@ -215,8 +238,8 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   const readChanges = async (): Promise<void> => {
     for (;;) {
       const batch = await store.keyChangesSince(changeCursor, 1000);
-      if (!batch.complete) verifier.clear();
-      for (const hash of batch.hashes) verifier.invalidate(hash);
+      if (!batch.complete) { invalidations++; verifier.clear(); }
+      for (const hash of batch.hashes) invalidate(hash);
       changeCursor = batch.cursor;
       if (batch.hashes.length < 1000) break;
     }

@@ -14,12 +14,14 @@ import type { Store } from "../store/types.js";
 import { createRedisLockout, createRedisRateLimiter } from "../limits/redis/index.js";
 import { withFailureMode } from "../limits/resilient.js";
 import { createRedisInvalidation } from "../cluster/invalidation.js";
+import type { KeygateMetrics } from "../ops/metrics.js";
 
 export interface RuntimeOptions {
   config?: string | undefined;
   data?: string | undefined;
   /** Reports Redis outages and recoveries; the CLI's one-shot commands pass none. */
   logger?: Logger | undefined;
+  metrics?: KeygateMetrics | undefined;
 }
 
 /** The keygate.yaml shipped with the package, used when none is given and ./keygate.yaml is absent. */
@@ -71,7 +73,7 @@ export async function openKeygate(options: RuntimeOptions): Promise<{ keygate: K
   const store = openStore(config, dataDir);
   const redisUrl = process.env.KEYGATE_REDIS_URL || config.redis.url;
   if (!redisUrl) {
-    const keygate = await createKeygate({ config, store });
+    const keygate = await createKeygate({ config, store, ...(options.metrics ? { metrics: options.metrics } : {}) });
     return { keygate, config, configPath: path, bundled, dataDir, redis: null };
   }
   const redis = await openRedis(redisUrl, options.logger);
@@ -80,7 +82,7 @@ export async function openKeygate(options: RuntimeOptions): Promise<{ keygate: K
     onStateChange: (state, error) => options.logger?.[state === "degraded" ? "error" : "info"]({ err: error ? (error as Error).message : undefined, failureMode: config.redis.failureMode }, `Redis limits ${state}`),
   });
   const keygate = await createKeygate({
-    config, store, limiter, lockout,
+    config, store, limiter, lockout, ...(options.metrics ? { metrics: options.metrics } : {}),
     invalidation: createRedisInvalidation({ redis, channel: `${keyPrefix}invalidate` }),
     onBackgroundError: (e) => options.logger?.warn({ err: (e as Error).message }, "background task failed; will retry"),
   });

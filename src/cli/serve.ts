@@ -2,6 +2,7 @@ import { pino } from "pino";
 import { ensureRootKey } from "../auth/root-key.js";
 import { buildServer } from "../http/server.js";
 import { openKeygate } from "./runtime.js";
+import { createMetrics } from "../ops/metrics.js";
 
 export interface ServeOptions {
   port?: string | undefined;
@@ -33,7 +34,8 @@ function banner(rootKey: string): string {
 /** `keygate serve`: the whole service on one port, until SIGINT or SIGTERM. */
 export async function serve(options: ServeOptions): Promise<void> {
   const logger = pino({ level: process.env.KEYGATE_LOG_LEVEL ?? "info", base: { service: "keygate" } });
-  const { keygate, config, configPath, bundled, dataDir, redis } = await openKeygate({ ...options, logger });
+  const metrics = createMetrics();
+  const { keygate, config, configPath, bundled, dataDir, redis } = await openKeygate({ ...options, logger, metrics });
   const port = options.port !== undefined ? parsePort(options.port, "--port")
     : process.env.PORT ? parsePort(process.env.PORT, "PORT") : config.server.port;
   const host = options.host ?? process.env.KEYGATE_HOST ?? config.server.host;
@@ -41,7 +43,10 @@ export async function serve(options: ServeOptions): Promise<void> {
   const root = await ensureRootKey(keygate.store, process.env.KEYGATE_ROOT_KEY);
   if (root.generated) process.stderr.write(`\n${banner(root.generated)}\n\n`);
 
-  const app = await buildServer({ keygate, rootKeyHash: root.hash, logger, bodyLimitBytes: config.server.bodyLimitBytes });
+  const app = await buildServer({
+    keygate, rootKeyHash: root.hash, logger, bodyLimitBytes: config.server.bodyLimitBytes, metrics,
+    ...(redis ? { readiness: { redis: () => redis.ping() } } : {}),
+  });
   let closing = false;
   const shutdown = async (signal: string): Promise<void> => {
     if (closing) return;

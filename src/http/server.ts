@@ -9,6 +9,7 @@ import { matchesRootKey } from "../auth/root-key.js";
 import { problem, sendProblem } from "./problem.js";
 import { bearerToken } from "./bearer.js";
 import { registerAdminRoutes } from "./routes/admin.js";
+import type { KeygateMetrics } from "../ops/metrics.js";
 import { registerForwardAuth } from "./routes/forward-auth.js";
 import { registerIntrospection } from "./routes/introspection.js";
 import { compileRoutes } from "./authenticate.js";
@@ -22,6 +23,10 @@ export interface BuildServerOptions {
   logger?: Logger;
   bodyLimitBytes?: number;
   version?: string;
+  /** Served at /metrics when given. */
+  metrics?: KeygateMetrics;
+  /** Extra readiness checks for /readyz (e.g. Redis), each throwing when not ready. */
+  readiness?: Record<string, () => Promise<unknown>>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -132,6 +137,29 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     }
   });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  // Ready when every dependency answers: the store, and Redis in a cluster.
+  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+    const checks: Record<string, () => Promise<unknown>> = { store: () => options.keygate.store.getSetting("readyz"), ...options.readiness };
+    const results: Record<string, string> = {};
+    let ready = true;
+    await Promise.all(Object.entries(checks).map(async ([name, check]) => {
+      try {
+        await Promise.race([check(), new Promise((_, reject) => setTimeout(() => reject(new Error("timed out after 2 s")), 2000).unref())]);
+        results[name] = "ok";
+      } catch (e) {
+        ready = false;
+        results[name] = (e as Error).message;
+      }
+    }));
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "unavailable", checks: results });
+  });
+
+  const metrics = options.metrics;
+  if (metrics) {
+    app.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  }
 
   const routes = new Map<string, CompiledRoute[] | null>();
   for (const [id, runtime] of options.keygate.apis) routes.set(id, compileRoutes(runtime.config.routes));

@@ -11,6 +11,8 @@ export interface UsageRecorder {
   /** What has not reached the store yet, so reads can add it. */
   pending(keyId: string): UsageDelta | undefined;
   flush(): Promise<void>;
+  /** Keys with counts not yet written. */
+  size(): number;
   /** Stops the timer and flushes what is left. */
   close(): Promise<void>;
 }
@@ -49,6 +51,7 @@ export function createUsageRecorder(store: Store, intervalMs: number, onError: (
       if (d) { d.count++; if (now > d.lastUsedAt) d.lastUsedAt = now; } else deltas.set(keyId, { keyId, count: 1, lastUsedAt: now });
     },
     pending: (keyId) => deltas.get(keyId),
+    size: () => deltas.size,
     flush,
     async close() {
       clearInterval(timer);

@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { LRUCache } from "lru-cache";
 import type { ApiConfig, RateLimitConfig } from "../config/schema.js";
 import { KeygateError } from "../lib/errors.js";
@@ -96,6 +97,13 @@ interface CachedKey {
   scopes: ReadonlySet<string>;
 }
 
+/** Optional hooks for metrics; each call is cheap and synchronous. */
+export interface VerifyObserver {
+  verdict(api: string, code: VerdictCode, ms: number): void;
+  cache(result: "hit" | "negative" | "miss"): void;
+  limiter(ms: number): void;
+}
+
 export interface VerifierPorts {
   apis: ReadonlyMap<string, ApiRuntime>;
   store: Store;
@@ -105,6 +113,7 @@ export interface VerifierPorts {
   hasher: KeyHasher;
   usage: UsageRecorder;
   cache: { maxKeys: number; negativeTtlMs: number };
+  observer?: VerifyObserver | undefined;
   /** Whether cached entries may be trusted at `now`; when not, every lookup reads the store. */
   fresh?: (now: number) => boolean;
 }
@@ -143,6 +152,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   });
 
   const fresh = ports.fresh ?? (() => true);
+  const obs = ports.observer;
 
   /** The cache's answer for a hash: an entry, null for a known-unknown key, undefined on a miss. */
   function peek(hash: string, now: number): CachedKey | null | undefined {
@@ -235,115 +245,125 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       legacyPresent = present;
       legacyHashes = hasher.algorithm !== "sha256";
     },
-    async verify(request) {
-      const api = apis.get(request.api);
-      if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.api)} is configured.`, 400);
-      const now = clock.now();
-      let address: IpAddress | null = null;
-      if (request.ip !== undefined && request.ip !== "") {
-        address = parseIp(request.ip);
-        if (!address) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
-      }
-      const key = request.key;
-      const byKeyId = request.keyId !== undefined && request.keyId !== "";
-      if (!byKeyId && (key === null || key === undefined || key === "")) return { valid: false, code: "MISSING_CREDENTIALS", api: api.config.id };
-
-      // The lockout is read at most once per verification, and as late as it can be: before
-      // any storage lookup (blocked clients never reach the store), before any failure verdict
-      // (a blocked client always sees IP_BLOCKED), and on the hot path — a cached, valid key —
-      // in the same round trip as the rate limit, so a shared (Redis) limiter costs one.
-      const subject = api.lockout && address ? address.toString() : null;
-      let lock: LockoutState | null = null;
-      const readLock = async (): Promise<LockoutState | null> => {
-        if (subject !== null && lock === null) lock = await lockout.check(subject, api.lockout!, now);
-        return lock;
-      };
-      const fail = async (code: VerdictCode, record: KeyRecord | null): Promise<Verdict> => {
-        const state = await readLock();
-        if (state?.blocked) return blockedVerdict(api, state, now);
-        const verdict: Verdict = { valid: false, code, api: api.config.id };
-        if (record) describe(verdict, record);
-        if (subject !== null && LOCKOUT_FAILURES.has(code)) {
-          const after = await lockout.recordFailure(subject, api.lockout!, now);
-          verdict.attemptsLeft = after.attemptsLeft;
-          if (after.blockedUntil !== null) verdict.retryAfter = retryAfter(after.blockedUntil, now);
-        }
-        return verdict;
-      };
-
-      let entry: CachedKey | null;
-      if (byKeyId) {
-        if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
-        entry = await lookupById(request.keyId!, now);
-        if (!entry || entry.record.api !== api.config.id) return fail("NOT_FOUND", null);
-      } else {
-        const parsed = api.codec.parse(key!);
-        if (!parsed) return fail("MALFORMED_KEY", null);
-        const hash = hasher.hash(key!);
-        const cached = peek(hash, now);
-        if (cached === undefined) {
-          if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
-          entry = await load(hash, key!);
-        } else {
-          entry = cached;
-        }
-        if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
-          return fail("NOT_FOUND", null);
-        }
-      }
-      const r = entry.record;
-      // A token presented under someone else's identity is as good as an unknown token.
-      const rules = await rulesOf(r.accountId);
-      if (request.identity !== undefined && rules?.email !== request.identity.trim().toLowerCase()) {
-        return fail("NOT_FOUND", null);
-      }
-      if (r.revokedAt !== null) return fail("REVOKED", r);
-      if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail("ROTATED", r);
-      if (r.expiresAt !== null && r.expiresAt <= now) return fail("EXPIRED", r);
-      if (!r.enabled) return fail("DISABLED", r);
-
-      if (entry.allow && (!address || !entry.allow(address))) return fail("IP_NOT_ALLOWED", r);
-      const accountAllow = rules?.allow.get(r.environment);
-      if (accountAllow && (!address || !accountAllow(address))) return fail("IP_NOT_ALLOWED", r);
-      if (request.scopes && request.scopes.length > 0) {
-        const missing = request.scopes.filter((s) => !entry.scopes.has(s));
-        if (missing.length > 0) {
-          const verdict = await fail("INSUFFICIENT_SCOPE", r);
-          if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = missing;
-          return verdict;
-        }
-      }
-      if (request.anyScopes && request.anyScopes.length > 0 && !request.anyScopes.some((s) => entry.scopes.has(s))) {
-        const verdict = await fail("INSUFFICIENT_SCOPE", r);
-        if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = [...request.anyScopes];
-        return verdict;
-      }
-
-      const verdict = describe({ valid: true, code: "VALID", api: api.config.id }, r);
-      const limit = r.rateLimit ?? api.rateLimitFor(r.environment);
-      let rl: RateLimitVerdict | null = null;
-      if (limit) {
-        // Issued together: a pipelining Redis client sends both in one round trip. Should the
-        // client turn out to be blocked, the request used one slot of the key's window without
-        // being admitted — conservative, never more than the limit.
-        const [state, consumed] = await Promise.all([readLock(), limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now)]);
-        if (state?.blocked) return blockedVerdict(api, state, now);
-        rl = consumed;
-      } else if ((await readLock())?.blocked) {
-        return blockedVerdict(api, lock!, now);
-      }
-      if (rl) {
-        verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000), window: limit!.windowSeconds };
-        if (!rl.allowed) {
-          verdict.valid = false;
-          verdict.code = "RATE_LIMITED";
-          verdict.retryAfter = retryAfter(rl.resetAt, now);
-          return verdict;
-        }
-      }
-      if (subject !== null && lock !== null && (lock as LockoutState).attemptsLeft < api.lockout!.maxAttempts) await lockout.recordSuccess(subject);
-      usage.record(r.id, now);
+    verify: obs === undefined ? verifyOnce : async (request) => {
+      const started = performance.now();
+      const verdict = await verifyOnce(request);
+      obs.verdict(verdict.api, verdict.code, performance.now() - started);
       return verdict;
     },
   };
+
+  async function verifyOnce(request: VerifyRequest): Promise<Verdict> {
+    const api = apis.get(request.api);
+    if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.api)} is configured.`, 400);
+    const now = clock.now();
+    let address: IpAddress | null = null;
+    if (request.ip !== undefined && request.ip !== "") {
+      address = parseIp(request.ip);
+      if (!address) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
+    }
+    const key = request.key;
+    const byKeyId = request.keyId !== undefined && request.keyId !== "";
+    if (!byKeyId && (key === null || key === undefined || key === "")) return { valid: false, code: "MISSING_CREDENTIALS", api: api.config.id };
+
+    // The lockout is read at most once per verification, and as late as it can be: before
+    // any storage lookup (blocked clients never reach the store), before any failure verdict
+    // (a blocked client always sees IP_BLOCKED), and on the hot path — a cached, valid key —
+    // in the same round trip as the rate limit, so a shared (Redis) limiter costs one.
+    const subject = api.lockout && address ? address.toString() : null;
+    let lock: LockoutState | null = null;
+    const readLock = async (): Promise<LockoutState | null> => {
+      if (subject !== null && lock === null) lock = await lockout.check(subject, api.lockout!, now);
+      return lock;
+    };
+    const fail = async (code: VerdictCode, record: KeyRecord | null): Promise<Verdict> => {
+      const state = await readLock();
+      if (state?.blocked) return blockedVerdict(api, state, now);
+      const verdict: Verdict = { valid: false, code, api: api.config.id };
+      if (record) describe(verdict, record);
+      if (subject !== null && LOCKOUT_FAILURES.has(code)) {
+        const after = await lockout.recordFailure(subject, api.lockout!, now);
+        verdict.attemptsLeft = after.attemptsLeft;
+        if (after.blockedUntil !== null) verdict.retryAfter = retryAfter(after.blockedUntil, now);
+      }
+      return verdict;
+    };
+
+    let entry: CachedKey | null;
+    if (byKeyId) {
+      if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
+      entry = await lookupById(request.keyId!, now);
+      if (!entry || entry.record.api !== api.config.id) return fail("NOT_FOUND", null);
+    } else {
+      const parsed = api.codec.parse(key!);
+      if (!parsed) return fail("MALFORMED_KEY", null);
+      const hash = hasher.hash(key!);
+      const cached = peek(hash, now);
+      obs?.cache(cached === undefined ? "miss" : cached === null ? "negative" : "hit");
+      if (cached === undefined) {
+        if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
+        entry = await load(hash, key!);
+      } else {
+        entry = cached;
+      }
+      if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
+        return fail("NOT_FOUND", null);
+      }
+    }
+    const r = entry.record;
+    // A token presented under someone else's identity is as good as an unknown token.
+    const rules = await rulesOf(r.accountId);
+    if (request.identity !== undefined && rules?.email !== request.identity.trim().toLowerCase()) {
+      return fail("NOT_FOUND", null);
+    }
+    if (r.revokedAt !== null) return fail("REVOKED", r);
+    if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail("ROTATED", r);
+    if (r.expiresAt !== null && r.expiresAt <= now) return fail("EXPIRED", r);
+    if (!r.enabled) return fail("DISABLED", r);
+
+    if (entry.allow && (!address || !entry.allow(address))) return fail("IP_NOT_ALLOWED", r);
+    const accountAllow = rules?.allow.get(r.environment);
+    if (accountAllow && (!address || !accountAllow(address))) return fail("IP_NOT_ALLOWED", r);
+    if (request.scopes && request.scopes.length > 0) {
+      const missing = request.scopes.filter((s) => !entry.scopes.has(s));
+      if (missing.length > 0) {
+        const verdict = await fail("INSUFFICIENT_SCOPE", r);
+        if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = missing;
+        return verdict;
+      }
+    }
+    if (request.anyScopes && request.anyScopes.length > 0 && !request.anyScopes.some((s) => entry.scopes.has(s))) {
+      const verdict = await fail("INSUFFICIENT_SCOPE", r);
+      if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = [...request.anyScopes];
+      return verdict;
+    }
+
+    const verdict = describe({ valid: true, code: "VALID", api: api.config.id }, r);
+    const limit = r.rateLimit ?? api.rateLimitFor(r.environment);
+    let rl: RateLimitVerdict | null = null;
+    if (limit) {
+      // Issued together: a pipelining Redis client sends both in one round trip. Should the
+      // client turn out to be blocked, the request used one slot of the key's window without
+      // being admitted — conservative, never more than the limit.
+      const t = obs ? performance.now() : 0;
+      const [state, consumed] = await Promise.all([readLock(), limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now)]);
+      obs?.limiter(performance.now() - t);
+      if (state?.blocked) return blockedVerdict(api, state, now);
+      rl = consumed;
+    } else if ((await readLock())?.blocked) {
+      return blockedVerdict(api, lock!, now);
+    }
+    if (rl) {
+      verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000), window: limit!.windowSeconds };
+      if (!rl.allowed) {
+        verdict.valid = false;
+        verdict.code = "RATE_LIMITED";
+        verdict.retryAfter = retryAfter(rl.resetAt, now);
+        return verdict;
+      }
+    }
+    if (subject !== null && lock !== null && (lock as LockoutState).attemptsLeft < api.lockout!.maxAttempts) await lockout.recordSuccess(subject);
+    usage.record(r.id, now);
+    return verdict;
+  }
 }
