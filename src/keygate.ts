@@ -229,19 +229,28 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     for (const h of hashes) invalidate(h);
     if (bus) await bus.publish(hashes).catch(onError);
   };
-  verifier.setLegacyHashes(await store.hasHashAlgorithm("sha256") && hasher.algorithm !== "sha256");
+  // Whether plain SHA-256 hashes (imports) may exist while new keys get HMACs; once true, stays.
+  let legacyKnown = hasher.algorithm !== "sha256" && await store.hasHashAlgorithm("sha256");
+  verifier.setLegacyHashes(legacyKnown);
 
   // Changes made by other processes on the same store (the CLI, other nodes) reach this
   // node's cache through the store's change feed; this node's own changes invalidate at once.
   let changeCursor = (await store.keyChangesSince(null, 0)).cursor;
   let polling: Promise<void> | null = null;
   const readChanges = async (): Promise<void> => {
+    let changes = false;
     for (;;) {
       const batch = await store.keyChangesSince(changeCursor, 1000);
       if (!batch.complete) { invalidations++; verifier.clear(); }
       for (const hash of batch.hashes) invalidate(hash);
+      changes ||= !batch.complete || batch.hashes.length > 0;
       changeCursor = batch.cursor;
       if (batch.hashes.length < 1000) break;
+    }
+    // Another process may have imported the first plain SHA-256 hashes into the shared store.
+    if (changes && !legacyKnown && hasher.algorithm !== "sha256" && await store.hasHashAlgorithm("sha256")) {
+      legacyKnown = true;
+      verifier.setLegacyHashes(true);
     }
     lastSync = clock.now();
   };
@@ -497,7 +506,10 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
         }
         await store.insertKeys(records);
         await changed(records.map((r) => r.hash));
-        if (records.some((r) => r.hashAlgorithm === "sha256")) verifier.setLegacyHashes(true);
+        if (records.some((r) => r.hashAlgorithm === "sha256") && hasher.algorithm !== "sha256") {
+          legacyKnown = true;
+          verifier.setLegacyHashes(true);
+        }
         return records.map(view);
       },
     },

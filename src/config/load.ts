@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Value } from "@sinclair/typebox/value";
+import { Value, ValueErrorType } from "@sinclair/typebox/value";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { ConfigError } from "../lib/errors.js";
 import { ConfigSchema } from "./schema.js";
@@ -30,10 +30,15 @@ function interpolate(node: unknown, env: NodeJS.ProcessEnv, file: string, path: 
         const value = env[name];
         if (value !== undefined && value !== "") return value.replace(/\$\{/g, "$\u200b{");
         if (fallback !== undefined) return fallback;
-        throw new ConfigError(`${file}: ${path || "(root)"}: environment variable ${name} is not set and has no default (write \${${name}:-default})`);
+        // Not an error yet: inside ${A:-${B}} with A set, B is never needed (as in a shell).
+        return `\u0000${name}\u0000`;
       });
       if (next === text) break;
       text = next;
+    }
+    const missing = /\u0000([A-Za-z0-9_]+)\u0000/.exec(text)?.[1];
+    if (missing !== undefined) {
+      throw new ConfigError(`${file}: ${path || "(root)"}: environment variable ${missing} is not set and has no default (write \${${missing}:-default})`);
     }
     // A value that itself contains "${" is data, not another variable: restore it untouched.
     return text.replace(/\$\u200b\{/g, "${");
@@ -94,10 +99,11 @@ export function parseConfig(raw: unknown, source = "config", env: NodeJS.Process
     first = deeper;
   }
   if (first) {
-    const extra = first.schema.additionalProperties === false && first.value && typeof first.value === "object"
-      ? Object.keys(first.value as object).filter((k) => !(k in (first.schema.properties ?? {})))
-      : [];
-    const msg = extra.length ? `unknown field ${JSON.stringify(extra[0])}` : first.message;
+    // TypeBox reports an unknown property at its own path, with the parent's schema.
+    const unknownField = first.type === ValueErrorType.ObjectAdditionalProperties
+      ? first.path.slice(first.path.lastIndexOf("/") + 1).replace(/~1/g, "/").replace(/~0/g, "~")
+      : null;
+    const msg = unknownField !== null ? `unknown field ${JSON.stringify(unknownField)}` : first.message;
     fail(pointerToPath(first.path), `${msg} (got ${JSON.stringify(first.value)?.slice(0, 80)})`);
   }
   const config = value as KeygateConfig;

@@ -144,6 +144,9 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   const accountRules = new LRUCache<string, AccountRules>({ max: 100_000 });
   let legacyHashes = hasher.algorithm !== "sha256";
   let legacyPresent = false;
+  // A legacy record's own (SHA-256) hash → the primary hash it is also cached under, so that
+  // invalidating the record reaches both entries. Bounded by the number of legacy keys.
+  const legacyAlias = new Map<string, string>();
 
   const compile = (record: KeyRecord): CachedKey => ({
     record,
@@ -176,7 +179,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     const entry = compile(record);
     positive?.set(hash, entry);
     // A legacy record is cached under the primary hash too, but invalidated by its own.
-    if (record.hash !== hash) positive?.set(record.hash, entry);
+    if (record.hash !== hash && positive) {
+      positive.set(record.hash, entry);
+      legacyAlias.set(record.hash, hash);
+    }
     return entry;
   }
 
@@ -231,6 +237,11 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       if (hash.startsWith("acc_")) { accountRules.delete(hash); return; }
       positive?.delete(hash);
       negative?.delete(hash);
+      const alias = legacyAlias.get(hash);
+      if (alias !== undefined) { positive?.delete(alias); legacyAlias.delete(hash); }
+      // A changed SHA-256 record may be the legacy twin of a key cached as unknown under its
+      // primary (HMAC) hash, which this hash does not name: forget every unknown key.
+      if (legacyHashes && legacyPresent) negative?.clear();
       const id = idByHash.get(hash);
       if (id !== undefined) { byId.delete(id); idByHash.delete(hash); }
     },
@@ -239,9 +250,12 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       negative?.clear();
       byId.clear();
       idByHash.clear();
+      legacyAlias.clear();
       accountRules.clear();
     },
     setLegacyHashes(present) {
+      // Keys looked up before SHA-256 hashes were known may be cached as unknown.
+      if (present && !legacyPresent) negative?.clear();
       legacyPresent = present;
       legacyHashes = hasher.algorithm !== "sha256";
     },
