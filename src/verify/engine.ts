@@ -284,7 +284,8 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     // any storage lookup (blocked clients never reach the store), before any failure verdict
     // (a blocked client always sees IP_BLOCKED), and on the hot path — a cached, valid key —
     // in the same round trip as the rate limit, so a shared (Redis) limiter costs one.
-    const subject = api.lockout && address ? address.toString() : null;
+    // Per API and client: each API has its own policy, and failures on one never block another.
+    const subject = api.lockout && address ? `${api.config.id}|${address.toString()}` : null;
     let lock: LockoutState | null = null;
     const readLock = async (): Promise<LockoutState | null> => {
       if (subject !== null && lock === null) lock = await lockout.check(subject, api.lockout!, now);
