@@ -4,6 +4,9 @@ import type { Account, AccountListQuery, AccountPatch, KeyListQuery, KeyPatch, K
 interface Change { seq: number; hash: string; at: number }
 
 const copy = <T>(v: T): T => structuredClone(v);
+/** A patch without its undefined fields, which leave a column alone in the SQL stores too. */
+const defined = <T extends object>(patch: T): Partial<T> =>
+  Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
 
 /**
  * A store that keeps everything in process memory: for tests and for throwaway embedded use.
@@ -27,7 +30,7 @@ export function createMemoryStore(): Store {
   const apply = (id: string, patch: KeyPatch, now: number): KeyRecord | null => {
     const rec = keys.get(id);
     if (!rec) return null;
-    const next = { ...rec, ...copy(patch), updatedAt: now };
+    const next = { ...rec, ...copy(defined(patch)), updatedAt: now };
     keys.set(id, next);
     changed(rec.hash, now);
     return copy(next);
@@ -54,7 +57,7 @@ export function createMemoryStore(): Store {
     async updateAccount(id: string, patch: AccountPatch, now: number) {
       const a = accounts.get(id);
       if (!a) return null;
-      const next = { ...a, ...copy(patch), updatedAt: now };
+      const next = { ...a, ...copy(defined(patch)), updatedAt: now };
       accounts.set(id, next);
       changed(id, now);
       return copy(next);

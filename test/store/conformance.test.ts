@@ -1,0 +1,387 @@
+/**
+ * The storage port's contract, run against every adapter so that they cannot drift apart.
+ * Every test gets a fresh, migrated store.
+ *
+ * To add an adapter, append to ADAPTERS a name, a factory and a skip reason (or false). The
+ * PostgreSQL one would read KEYGATE_TEST_PG_URL, create a throwaway database per store and
+ * drop it in `cleanup` (see createTestDatabase in test/support/scale-out.ts), e.g.
+ *   ["postgres", async () => { const db = await createTestDatabase(); const store = createPostgresStore({ connectionString: db.url });
+ *     return { store, async cleanup() { await store.close(); await db.drop(); } }; }, PG_SKIP],
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { KeygateError } from "../../src/lib/errors.js";
+import { createMemoryStore } from "../../src/store/memory/index.js";
+import { createSqliteStore } from "../../src/store/sqlite/index.js";
+import type { Account, KeyPatch, KeyRecord, Store } from "../../src/store/types.js";
+
+/** A store for one test, and how to dispose of it and everything it wrote. */
+interface StoreFixture {
+  store: Store;
+  cleanup(): Promise<void>;
+}
+
+const sqliteDirs: string[] = [];
+
+const ADAPTERS: Array<[name: string, make: () => Promise<StoreFixture>, skip: string | false]> = [
+  ["memory", async () => {
+    const store = createMemoryStore();
+    return { store, cleanup: () => store.close() };
+  }, false],
+  ["sqlite", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "keygate-store-"));
+    sqliteDirs.push(dir);
+    const file = join(dir, "keygate.db");
+    const store = createSqliteStore({ filename: file });
+    return {
+      store,
+      async cleanup() {
+        await store.close();
+        for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }, false],
+];
+
+after(() => {
+  for (const dir of sqliteDirs) assert.equal(existsSync(dir), false, `${dir} was left behind: ${existsSync(dir) ? readdirSync(dir).join(", ") : ""}`);
+});
+
+/** Runs `fn` on a fresh migrated store of the adapter and always disposes of it. */
+const withStore = (make: () => Promise<StoreFixture>) => async (fn: (store: Store) => Promise<void>): Promise<void> => {
+  const fixture = await make();
+  try {
+    await fixture.store.migrate();
+    await fn(fixture.store);
+  } finally {
+    await fixture.cleanup();
+  }
+};
+
+const T = Date.parse("2026-01-01T00:00:00Z");
+/** The latest time a JavaScript Date can hold: 8.64e15 ms, beyond 32 and 48 bits. */
+const FAR_FUTURE = 8_640_000_000_000_000;
+
+function account(id: string, over: Partial<Account> = {}): Account {
+  // Hex, so that ids differing only in case (acc_b, acc_B) get different emails.
+  return { id, name: `Account ${id}`, email: `${Buffer.from(id).toString("hex")}@example.test`, metadata: {}, ipAllowlists: {}, createdAt: T, updatedAt: T, ...over };
+}
+
+let serial = 0;
+/** A key record with only required fields set; ids sort in creation order like real ones. */
+function keyRecord(accountId: string, over: Partial<KeyRecord> = {}): KeyRecord {
+  const n = String(++serial).padStart(8, "0");
+  return {
+    id: `key_${n}`, api: "pay", accountId, applicationId: null, name: null, environment: "live",
+    hash: `${n}${"0".repeat(56)}`, hashAlgorithm: "sha256", start: null, scopes: [], ipAllowlist: [],
+    expiresAt: null, rateLimit: null, enabled: true, revokedAt: null, rotatedAt: null, graceEndsAt: null, replacedBy: null,
+    metadata: {}, source: "generated", createdAt: T, updatedAt: T, lastUsedAt: null, usageCount: 0, ...over,
+  };
+}
+
+/** A record with every nullable field set and awkward values everywhere. */
+function fullRecord(accountId: string): KeyRecord {
+  return keyRecord(accountId, {
+    api: "mail", applicationId: "app_0000000001", name: "Ünïcode name — ключ 🔑 'quoted' \"double\"", environment: "test",
+    hashAlgorithm: "hmac-sha256", start: "ck_test_ab12", scopes: ["read", "write:all", "validate:target-groups"],
+    ipAllowlist: ["198.51.100.0/24", "2001:db8::/32"], expiresAt: FAR_FUTURE, rateLimit: { limit: 1_000_000_000, windowSeconds: 31_536_000 },
+    enabled: false, revokedAt: T + 1, rotatedAt: T + 2, graceEndsAt: T + 3, replacedBy: "key_99999999",
+    metadata: { plan: "pro", nested: { list: [1, "two", null, { three: true }], empty: {} }, n: -1.5, big: 2 ** 53 - 1, t: true, nul: null, s: "a\u0000b" },
+    source: "imported", createdAt: 1, updatedAt: FAR_FUTURE - 1, lastUsedAt: FAR_FUTURE - 2, usageCount: 2 ** 40,
+  });
+}
+
+const isCode = (code: string) => (e: unknown): boolean => {
+  assert.ok(e instanceof KeygateError, `expected a KeygateError, got ${String(e)}`);
+  assert.equal(e.code, code);
+  assert.equal(e.status, 409);
+  return true;
+};
+
+for (const [name, make, skip] of ADAPTERS) {
+  const run = withStore(make);
+
+  describe(`store conformance: ${name}`, { skip }, () => {
+    describe("migrations", () => {
+      test("migrate is idempotent and keeps the data", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        await store.migrate();
+        await store.migrate();
+        assert.deepEqual(await store.getAccount("acc_1"), account("acc_1"));
+      }));
+    });
+
+    describe("accounts", () => {
+      test("an account reads back exactly as created; an unknown id is null", () => run(async (store) => {
+        const a = account("acc_Full", {
+          name: "Acme ✓", email: "Dev.Team@Acme.Test", metadata: { tier: "gold", limits: [1, 2], nested: { x: null } },
+          ipAllowlists: { live: ["198.51.100.0/24"], test: [] }, createdAt: T, updatedAt: FAR_FUTURE,
+        });
+        await store.createAccount(a);
+        assert.deepEqual(await store.getAccount("acc_Full"), a);
+        assert.equal(await store.getAccount("acc_none"), null);
+      }));
+
+      test("getAccountByEmail ignores case and returns the email as written", () => run(async (store) => {
+        await store.createAccount(account("acc_1", { email: "Dev.Team@Acme.Test" }));
+        for (const email of ["Dev.Team@Acme.Test", "dev.team@acme.test", "DEV.TEAM@ACME.TEST"]) {
+          const found = await store.getAccountByEmail(email);
+          assert.equal(found?.id, "acc_1", email);
+          assert.equal(found?.email, "Dev.Team@Acme.Test");
+        }
+        assert.equal(await store.getAccountByEmail("other@acme.test"), null);
+      }));
+
+      test("a second account with the same email in any case is EMAIL_TAKEN and the first is unchanged", () => run(async (store) => {
+        const first = account("acc_1", { email: "ops@acme.test" });
+        await store.createAccount(first);
+        await assert.rejects(store.createAccount(account("acc_2", { email: "OPS@acme.test" })), isCode("EMAIL_TAKEN"));
+        assert.equal(await store.getAccount("acc_2"), null);
+        assert.deepEqual(await store.getAccountByEmail("ops@acme.test"), first);
+      }));
+
+      test("listAccounts pages by id in byte order with an `after` cursor", () => run(async (store) => {
+        // Base62 ids sort by creation time only in byte order: digits < upper case < lower case.
+        const ids = ["acc_b", "acc_0", "acc_B", "acc_a", "acc_Z", "acc_9", "acc_z"];
+        for (const id of ids) await store.createAccount(account(id));
+        const sorted = ["acc_0", "acc_9", "acc_B", "acc_Z", "acc_a", "acc_b", "acc_z"];
+        assert.deepEqual((await store.listAccounts({ limit: 100 })).map((a) => a.id), sorted);
+        const pages: string[][] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.listAccounts({ after, limit: 3 });
+          if (page.length === 0) break;
+          pages.push(page.map((a) => a.id));
+          after = page[page.length - 1]!.id;
+        }
+        assert.deepEqual(pages, [["acc_0", "acc_9", "acc_B"], ["acc_Z", "acc_a", "acc_b"], ["acc_z"]]);
+        assert.deepEqual((await store.listAccounts({ after: "acc_C", limit: 2 })).map((a) => a.id), ["acc_Z", "acc_a"]);
+        assert.deepEqual(await store.listAccounts({ after: "acc_z", limit: 10 }), []);
+        assert.deepEqual((await store.listAccounts({ limit: 1 }))[0], account("acc_0"));
+      }));
+
+      test("updateAccount changes only the given fields and returns null for an unknown id", () => run(async (store) => {
+        await store.createAccount(account("acc_1", { metadata: { a: 1 } }));
+        const updated = await store.updateAccount("acc_1", { name: "Renamed" }, T + 5);
+        assert.deepEqual(updated, account("acc_1", { name: "Renamed", metadata: { a: 1 }, updatedAt: T + 5 }));
+        const lists = await store.updateAccount("acc_1", { ipAllowlists: { live: ["203.0.113.0/24"] }, metadata: { b: [2] } }, T + 6);
+        assert.deepEqual(lists, account("acc_1", { name: "Renamed", metadata: { b: [2] }, ipAllowlists: { live: ["203.0.113.0/24"] }, updatedAt: T + 6 }));
+        assert.deepEqual(await store.getAccount("acc_1"), lists);
+        assert.equal(await store.updateAccount("acc_none", { name: "x" }, T), null);
+        const untouched = await store.updateAccount("acc_1", { name: undefined, metadata: undefined }, T + 7);
+        assert.deepEqual(untouched, { ...lists, updatedAt: T + 7 }, "undefined fields are not changed");
+      }));
+    });
+
+    describe("keys", () => {
+      test("getKey and getKeyByHash round-trip every field exactly, including nulls and large numbers", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const full = fullRecord("acc_1");
+        const minimal = keyRecord("acc_1");
+        await store.insertKeys([full, minimal]);
+        assert.deepEqual(await store.getKey(full.id), full);
+        assert.deepEqual(await store.getKeyByHash(full.hash), full);
+        assert.deepEqual(await store.getKey(minimal.id), minimal);
+        assert.deepEqual(await store.getKeyByHash(minimal.hash), minimal);
+        assert.equal(await store.getKey("key_none"), null);
+        assert.equal(await store.getKeyByHash("f".repeat(64)), null);
+      }));
+
+      test("records read back are copies: changing one does not change the store", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const rec = keyRecord("acc_1", { scopes: ["read"], metadata: { a: { b: 1 } } });
+        await store.insertKeys([rec]);
+        const read = (await store.getKey(rec.id))!;
+        read.scopes.push("write");
+        (read.metadata.a as { b: number }).b = 2;
+        read.enabled = false;
+        assert.deepEqual(await store.getKey(rec.id), rec);
+        rec.scopes.push("admin");
+        assert.deepEqual((await store.getKey(rec.id))!.scopes, ["read"], "nor does changing the inserted object");
+      }));
+
+      test("insertKeys stores all or none: a duplicate hash is DUPLICATE_KEY and the rest of the batch is not stored", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const existing = keyRecord("acc_1");
+        await store.insertKeys([existing]);
+        const fresh = keyRecord("acc_1");
+        const clash = keyRecord("acc_1", { hash: existing.hash });
+        await assert.rejects(store.insertKeys([fresh, clash]), isCode("DUPLICATE_KEY"));
+        assert.equal(await store.getKey(fresh.id), null);
+        assert.equal(await store.getKeyByHash(fresh.hash), null);
+        assert.equal(await store.getKey(clash.id), null);
+        assert.deepEqual(await store.getKeyByHash(existing.hash), existing);
+        assert.deepEqual((await store.listKeys({ limit: 10 })).map((k) => k.id), [existing.id]);
+      }));
+
+      test("a batch that repeats a hash within itself is DUPLICATE_KEY and stores nothing", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const a = keyRecord("acc_1");
+        const b = keyRecord("acc_1", { hash: a.hash });
+        await assert.rejects(store.insertKeys([a, b]), isCode("DUPLICATE_KEY"));
+        assert.deepEqual(await store.listKeys({ limit: 10 }), []);
+        await store.insertKeys([]);
+        assert.deepEqual(await store.listKeys({ limit: 10 }), []);
+      }));
+
+      test("a large batch is stored whole", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const batch = Array.from({ length: 1200 }, () => keyRecord("acc_1"));
+        await store.insertKeys(batch);
+        assert.equal((await store.listKeys({ limit: 5000 })).length, 1200);
+        assert.deepEqual(await store.getKeyByHash(batch[1100]!.hash), batch[1100]);
+      }));
+
+      test("listKeys filters by api and account, orders by id and pages with `after`", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        await store.createAccount(account("acc_2"));
+        const k = [
+          keyRecord("acc_1", { api: "pay" }), keyRecord("acc_2", { api: "pay" }), keyRecord("acc_1", { api: "mail" }),
+          keyRecord("acc_1", { api: "pay" }), keyRecord("acc_2", { api: "mail" }), keyRecord("acc_1", { api: "pay" }),
+        ];
+        // Inserted out of order: the store orders.
+        await store.insertKeys([k[3]!, k[0]!, k[5]!]);
+        await store.insertKeys([k[4]!, k[1]!, k[2]!]);
+        const ids = (rows: KeyRecord[]) => rows.map((r) => k.findIndex((x) => x.id === r.id));
+        assert.deepEqual(ids(await store.listKeys({ limit: 100 })), [0, 1, 2, 3, 4, 5]);
+        assert.deepEqual(ids(await store.listKeys({ api: "pay", limit: 100 })), [0, 1, 3, 5]);
+        assert.deepEqual(ids(await store.listKeys({ accountId: "acc_1", limit: 100 })), [0, 2, 3, 5]);
+        assert.deepEqual(ids(await store.listKeys({ api: "pay", accountId: "acc_1", limit: 100 })), [0, 3, 5]);
+        assert.deepEqual(ids(await store.listKeys({ api: "pay", accountId: "acc_1", limit: 2 })), [0, 3]);
+        assert.deepEqual(ids(await store.listKeys({ api: "pay", accountId: "acc_1", after: k[3]!.id, limit: 2 })), [5]);
+        assert.deepEqual(ids(await store.listKeys({ after: k[1]!.id, limit: 3 })), [2, 3, 4]);
+        assert.deepEqual(await store.listKeys({ api: "none", limit: 100 }), []);
+        assert.deepEqual(await store.listKeys({ accountId: "acc_none", limit: 100 }), []);
+        assert.deepEqual((await store.listKeys({ api: "mail", limit: 1 }))[0], k[2]);
+      }));
+
+      test("updateKey applies each field of a patch, sets updatedAt, and leaves every other field alone", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const patches: KeyPatch[] = [
+          { name: "renamed" }, { name: null },
+          { scopes: ["a", "b"] }, { scopes: [] },
+          { ipAllowlist: ["203.0.113.0/24"] }, { ipAllowlist: [] },
+          { expiresAt: FAR_FUTURE }, { expiresAt: null },
+          { rateLimit: { limit: 10, windowSeconds: 60 } }, { rateLimit: null },
+          { enabled: false }, { enabled: true },
+          { metadata: { x: { y: [1] } } }, { metadata: {} },
+          { revokedAt: T + 10 }, { revokedAt: null },
+          { rotatedAt: T + 11 }, { graceEndsAt: T + 12 }, { replacedBy: "key_next" },
+          { rotatedAt: null, graceEndsAt: null, replacedBy: null },
+        ];
+        const rec = fullRecord("acc_1");
+        await store.insertKeys([rec]);
+        let expected = rec;
+        let now = T + 100;
+        for (const patch of patches) {
+          now++;
+          expected = { ...expected, ...structuredClone(patch), updatedAt: now };
+          const returned = await store.updateKey(rec.id, patch, now);
+          assert.deepEqual(returned, expected, JSON.stringify(patch));
+          assert.deepEqual(await store.getKey(rec.id), expected);
+          assert.deepEqual(await store.getKeyByHash(rec.hash), expected);
+        }
+      }));
+
+      test("fields a patch leaves undefined are not changed", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const rec = fullRecord("acc_1");
+        await store.insertKeys([rec]);
+        const patch: KeyPatch = { name: undefined, expiresAt: undefined, scopes: ["only"] };
+        assert.deepEqual(await store.updateKey(rec.id, patch, T + 1), { ...rec, scopes: ["only"], updatedAt: T + 1 });
+      }));
+
+      test("updateKey of an unknown id returns null and stores nothing", () => run(async (store) => {
+        assert.equal(await store.updateKey("key_none", { name: "x" }, T), null);
+        assert.deepEqual(await store.listKeys({ limit: 10 }), []);
+      }));
+
+      test("rotateKey marks the old key and inserts its successor together", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const old = keyRecord("acc_1", { scopes: ["read"] });
+        await store.insertKeys([old]);
+        const successor = keyRecord("acc_1", { scopes: ["read"] });
+        const patch = { rotatedAt: T + 1, graceEndsAt: T + 60_001, replacedBy: successor.id };
+        const previous = await store.rotateKey(old.id, patch, successor, T + 1);
+        const expectedOld = { ...old, ...patch, updatedAt: T + 1 };
+        assert.deepEqual(previous, expectedOld);
+        assert.deepEqual(await store.getKey(old.id), expectedOld);
+        assert.deepEqual(await store.getKeyByHash(successor.hash), successor);
+      }));
+
+      test("rotateKey with a successor whose hash exists is DUPLICATE_KEY and changes nothing", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const old = keyRecord("acc_1");
+        const other = keyRecord("acc_1");
+        await store.insertKeys([old, other]);
+        const successor = keyRecord("acc_1", { hash: other.hash });
+        await assert.rejects(store.rotateKey(old.id, { rotatedAt: T + 1, graceEndsAt: T + 1, replacedBy: successor.id }, successor, T + 1), isCode("DUPLICATE_KEY"));
+        assert.deepEqual(await store.getKey(old.id), old, "the old key is not marked rotated");
+        assert.equal(await store.getKey(successor.id), null);
+        assert.deepEqual(await store.getKeyByHash(other.hash), other);
+      }));
+
+      test("rotateKey of an unknown key returns null and does not insert the successor", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const successor = keyRecord("acc_1");
+        assert.equal(await store.rotateKey("key_none", { rotatedAt: T, graceEndsAt: T, replacedBy: successor.id }, successor, T), null);
+        assert.equal(await store.getKey(successor.id), null);
+        assert.equal(await store.getKeyByHash(successor.hash), null);
+      }));
+
+      test("hasHashAlgorithm tells whether any key was stored with the algorithm", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        assert.equal(await store.hasHashAlgorithm("sha256"), false);
+        assert.equal(await store.hasHashAlgorithm("hmac-sha256"), false);
+        await store.insertKeys([keyRecord("acc_1", { hashAlgorithm: "hmac-sha256" })]);
+        assert.equal(await store.hasHashAlgorithm("sha256"), false);
+        assert.equal(await store.hasHashAlgorithm("hmac-sha256"), true);
+        await store.insertKeys([keyRecord("acc_1", { hashAlgorithm: "sha256" })]);
+        assert.equal(await store.hasHashAlgorithm("sha256"), true);
+      }));
+    });
+
+    describe("usage", () => {
+      test("recordUsage adds counts and keeps the latest lastUsedAt", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const a = keyRecord("acc_1");
+        const b = keyRecord("acc_1", { usageCount: 7, lastUsedAt: T + 500 });
+        await store.insertKeys([a, b]);
+        await store.recordUsage([{ keyId: a.id, count: 3, lastUsedAt: T + 100 }, { keyId: b.id, count: 2, lastUsedAt: T + 200 }]);
+        assert.deepEqual(await store.getKey(a.id), { ...a, usageCount: 3, lastUsedAt: T + 100 });
+        assert.deepEqual(await store.getKey(b.id), { ...b, usageCount: 9, lastUsedAt: T + 500 }, "an older lastUsedAt does not move it back");
+        await store.recordUsage([{ keyId: a.id, count: 1, lastUsedAt: T + 50 }, { keyId: a.id, count: 5, lastUsedAt: T + 300 }]);
+        assert.deepEqual(await store.getKey(a.id), { ...a, usageCount: 9, lastUsedAt: T + 300 });
+        await store.recordUsage([{ keyId: a.id, count: 2 ** 33, lastUsedAt: FAR_FUTURE }]);
+        assert.deepEqual(await store.getKey(a.id), { ...a, usageCount: 9 + 2 ** 33, lastUsedAt: FAR_FUTURE });
+      }));
+
+      test("recordUsage ignores unknown keys and an empty batch", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const a = keyRecord("acc_1");
+        await store.insertKeys([a]);
+        await store.recordUsage([]);
+        await store.recordUsage([{ keyId: "key_none", count: 1, lastUsedAt: T }, { keyId: a.id, count: 1, lastUsedAt: T }]);
+        assert.equal((await store.getKey(a.id))!.usageCount, 1);
+        assert.equal(await store.getKey("key_none"), null);
+      }));
+    });
+
+    describe("settings", () => {
+      test("a setting reads back, can be overwritten, and unknown names are null", () => run(async (store) => {
+        assert.equal(await store.getSetting("jwks"), null);
+        await store.setSetting("jwks", "{\"keys\":[]}");
+        await store.setSetting("other", "");
+        assert.equal(await store.getSetting("jwks"), "{\"keys\":[]}");
+        await store.setSetting("jwks", "second ✓");
+        assert.equal(await store.getSetting("jwks"), "second ✓");
+        assert.equal(await store.getSetting("other"), "");
+        assert.equal(await store.getSetting("JWKS"), null);
+      }));
+    });
+  });
+}
