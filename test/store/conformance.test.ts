@@ -2,11 +2,9 @@
  * The storage port's contract, run against every adapter so that they cannot drift apart.
  * Every test gets a fresh, migrated store.
  *
- * To add an adapter, append to ADAPTERS a name, a factory and a skip reason (or false). The
- * PostgreSQL one would read KEYGATE_TEST_PG_URL, create a throwaway database per store and
- * drop it in `cleanup` (see createTestDatabase in test/support/scale-out.ts), e.g.
- *   ["postgres", async () => { const db = await createTestDatabase(); const store = createPostgresStore({ connectionString: db.url });
- *     return { store, async cleanup() { await store.close(); await db.drop(); } }; }, PG_SKIP],
+ * To add an adapter, append to ADAPTERS a name, a factory and a skip reason (or false).
+ * PostgreSQL reads KEYGATE_TEST_PG_URL and gets a throwaway database per test; PostgreSQL-only
+ * behaviour (races between nodes, outages) is in postgres.test.ts.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,6 +14,8 @@ import assert from "node:assert/strict";
 import { KeygateError } from "../../src/lib/errors.js";
 import { createMemoryStore } from "../../src/store/memory/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/index.js";
+import { createPostgresStore } from "../../src/store/postgres/index.js";
+import { createTestDatabase, PG_SKIP } from "../support/scale-out.js";
 import type { Account, KeyPatch, KeyRecord, Store } from "../../src/store/types.js";
 
 /** A store for one test, and how to dispose of it and everything it wrote. */
@@ -45,6 +45,11 @@ const ADAPTERS: Array<[name: string, make: () => Promise<StoreFixture>, skip: st
       },
     };
   }, false],
+  ["postgres", async () => {
+    const db = await createTestDatabase();
+    const store = createPostgresStore({ connectionString: db.url, maxConnections: 4 });
+    return { store, async cleanup() { await store.close(); await db.drop(); } };
+  }, PG_SKIP],
 ];
 
 after(() => {
