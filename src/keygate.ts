@@ -455,8 +455,8 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
         const old = await getRecord(id);
         const now = clock.now();
         const status = keyStatus(old, now);
-        if (status === "revoked" || status === "rotated" || status === "rotating") {
-          throw new KeygateError("KEY_NOT_ROTATABLE", `Key ${id} is ${status}; only a key that is not revoked or already rotated can be rotated.`, 409);
+        if (status === "revoked" || status === "rotated" || status === "rotating" || status === "expired") {
+          throw new KeygateError("KEY_NOT_ROTATABLE", `Key ${id} is ${status}; only a key that is not revoked, expired or already rotated can be rotated (its successor would inherit that).`, 409);
         }
         const grace = input.gracePeriodSeconds ?? 0;
         if (!Number.isInteger(grace) || grace < 0 || grace > MAX_GRACE_SECONDS) {

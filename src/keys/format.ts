@@ -62,7 +62,8 @@ export function createKeyCodec(format: KeyFormat): KeyCodec {
   const headList = [...heads.entries()].sort((a, b) => b[1].length - a[1].length);
   const csLen = format.checksum ? checksumLength(format.alphabet) : 0;
   const body = bodyPattern(format.alphabet, format.length);
-  const legacy = format.importPattern ? new RegExp(format.importPattern) : null;
+  // Anchored whatever the config wrote: a pattern must match the whole key, not a part of it.
+  const legacy = format.importPattern ? new RegExp(`^(?:${format.importPattern})$`) : null;
   const alphabetChars = format.alphabet === "hex" ? HEX : BASE62;
 
   const headOf = (env: string): string => {

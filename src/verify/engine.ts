@@ -148,8 +148,17 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   // invalidating the record reaches both entries. Bounded by the number of legacy keys.
   const legacyAlias = new Map<string, string>();
 
+  // Verdicts hand out the cached record's arrays and objects; frozen once here, so a caller
+  // mutating a verdict cannot change what later verdicts say.
+  const deepFreeze = <T>(value: T): T => {
+    if (value && typeof value === "object" && !Object.isFrozen(value)) {
+      for (const v of Object.values(value)) deepFreeze(v);
+      Object.freeze(value);
+    }
+    return value;
+  };
   const compile = (record: KeyRecord): CachedKey => ({
-    record,
+    record: deepFreeze(record),
     allow: compileAllowlist(record.ipAllowlist),
     scopes: new Set(record.scopes),
   });
