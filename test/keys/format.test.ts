@@ -232,9 +232,16 @@ describe("key parsing", () => {
   });
 
   test("a native key is never reported as legacy even when importPattern would also match it", () => {
-    const codec = createKeyCodec(format({ prefix: "ce", importPattern: "^ce_" }));
+    const codec = createKeyCodec(format({ prefix: "ce", importPattern: "ce_.+" }));
     assert.deepEqual(codec.parse(codec.generate("live")), { environment: "live", legacy: false });
     assert.deepEqual(codec.parse("ce_anything"), { environment: null, legacy: true });
+  });
+
+  test("importPattern must match the whole key, anchored or not", () => {
+    const codec = createKeyCodec(format({ prefix: "ce", importPattern: "[A-Z]{4}" }));
+    assert.deepEqual(codec.parse("ABCD"), { environment: null, legacy: true });
+    assert.equal(codec.parse("xxABCDxx"), null);
+    assert.equal(codec.parse("ABCD-and-more"), null);
   });
 
   test("overlapping heads without a separator resolve to the right environment", () => {
