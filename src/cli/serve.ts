@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { ensureRootKey } from "../auth/root-key.js";
 import { buildServer } from "../http/server.js";
+import { buildGatewayServer } from "../http/gateway/index.js";
 import { openKeygate } from "./runtime.js";
 import { createMetrics } from "../ops/metrics.js";
 
@@ -47,13 +48,15 @@ export async function serve(options: ServeOptions): Promise<void> {
     keygate, rootKeyHash: root.hash, logger, bodyLimitBytes: config.server.bodyLimitBytes, metrics,
     ...(redis ? { readiness: { redis: () => redis.ping() } } : {}),
   });
+  // Gateway traffic on its own port when server.gatewayPort is set (as Kong splits proxy and admin).
+  const gateway = config.server.gatewayPort !== undefined ? await buildGatewayServer({ keygate, logger }) : null;
   let closing = false;
   const shutdown = async (signal: string): Promise<void> => {
     if (closing) return;
     closing = true;
     logger.info({ signal }, "shutting down: draining requests and flushing usage");
     try {
-      await app.close();
+      await Promise.all([app.close(), gateway?.close()]);
       await keygate.close();
       logger.info("stopped");
       process.exit(0);
@@ -65,6 +68,12 @@ export async function serve(options: ServeOptions): Promise<void> {
   process.once("SIGINT", () => void shutdown("SIGINT"));
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
 
+  if (gateway) {
+    await gateway.listen({ port: config.server.gatewayPort, host });
+    const a = gateway.server.address();
+    const gatewayUrl = typeof a === "object" && a ? `http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}` : String(a);
+    logger.info({ url: gatewayUrl, apis: [...keygate.apis.values()].filter((r) => r.config.upstream !== undefined).map((r) => r.config.id) }, `keygate gateway listening on ${gatewayUrl}`);
+  }
   await app.listen({ port, host });
   const address = app.server.address();
   const url = typeof address === "object" && address ? `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : String(address);

@@ -13,6 +13,7 @@ import type { KeygateMetrics } from "../ops/metrics.js";
 import { registerForwardAuth } from "./routes/forward-auth.js";
 import { registerIntrospection } from "./routes/introspection.js";
 import { compileRoutes } from "./authenticate.js";
+import { checkGatewayConfig, registerGateway } from "./gateway/index.js";
 import type { CompiledRoute } from "./authenticate.js";
 
 export interface BuildServerOptions {
@@ -170,6 +171,11 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     admin.addHook("onRequest", requireRoot);
     registerAdminRoutes(admin, options.keygate);
   }, { prefix: "/v1" });
+
+  // Gateway APIs last, so keygate's own routes stay the more specific; with server.gatewayPort
+  // they are served by buildGatewayServer instead. Collisions are refused here, at start.
+  checkGatewayConfig(options.keygate.config);
+  if (options.keygate.config.server.gatewayPort === undefined) await registerGateway(app, options.keygate, routes);
 
   return app;
 }

@@ -131,6 +131,19 @@ export interface Verifier {
 
 const NEGATIVE = Symbol("not-found");
 
+/** A parsed client address and the text the lockout keys it by. */
+interface ClientAddress {
+  address: IpAddress;
+  text: string;
+}
+
+/** How many parsed client addresses are kept; the map is emptied when it is full. */
+const ADDRESS_CACHE_SIZE = 10_000;
+
+/** True for a thenable: a port answered asynchronously (Redis) rather than at once (memory). */
+const isPromise = <T>(value: T | Promise<T>): value is Promise<T> =>
+  typeof (value as { then?: unknown } | null)?.then === "function";
+
 export function createVerifier(ports: VerifierPorts): Verifier {
   const { apis, store, limiter, lockout, clock, hasher, usage } = ports;
   const positive = ports.cache.maxKeys > 0 ? new LRUCache<string, CachedKey>({ max: ports.cache.maxKeys }) : null;
@@ -210,9 +223,23 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     return entry;
   }
 
-  async function rulesOf(accountId: string): Promise<AccountRules | null> {
-    const hit = accountRules.get(accountId);
-    if (hit !== undefined) return hit;
+  // Parsing an address with ipaddr.js (validate, parse, unmap, print) costs more than all
+  // the rest of a cached verification, and a client sends many requests from one address.
+  const addresses = new Map<string, ClientAddress>();
+  function clientAddress(ip: string): ClientAddress | null {
+    let hit = addresses.get(ip);
+    if (hit === undefined) {
+      const address = parseIp(ip);
+      if (!address) return null;
+      if (addresses.size >= ADDRESS_CACHE_SIZE) addresses.clear();
+      hit = { address, text: address.toString() };
+      addresses.set(ip, hit);
+    }
+    return hit;
+  }
+
+  /** The account's rules from the store; callers look in `accountRules` first. */
+  async function loadRules(accountId: string): Promise<AccountRules | null> {
     const account = await store.getAccount(accountId);
     if (!account) return null;
     const allow = new Map<string, IpMatcher>();
@@ -241,6 +268,23 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   const blockedVerdict = (api: ApiRuntime, state: LockoutState, now: number): Verdict =>
     ({ valid: false, code: "IP_BLOCKED", api: api.config.id, attemptsLeft: 0, retryAfter: retryAfter(state.blockedUntil ?? now, now) });
 
+  /**
+   * A failure verdict. `lock` is the client's lockout state if this verification read it
+   * already (it is read at most once); a blocked client always sees IP_BLOCKED.
+   */
+  async function fail(api: ApiRuntime, subject: string | null, lock: LockoutState | null, code: VerdictCode, record: KeyRecord | null, now: number): Promise<Verdict> {
+    const state = subject !== null && lock === null ? await lockout.check(subject, api.lockout!, now) : lock;
+    if (state?.blocked) return blockedVerdict(api, state, now);
+    const verdict: Verdict = { valid: false, code, api: api.config.id };
+    if (record) describe(verdict, record);
+    if (subject !== null && LOCKOUT_FAILURES.has(code)) {
+      const after = await lockout.recordFailure(subject, api.lockout!, now);
+      verdict.attemptsLeft = after.attemptsLeft;
+      if (after.blockedUntil !== null) verdict.retryAfter = retryAfter(after.blockedUntil, now);
+    }
+    return verdict;
+  }
+
   return {
     invalidate(hash) {
       if (hash.startsWith("acc_")) { accountRules.delete(hash); return; }
@@ -255,6 +299,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       if (id !== undefined) { byId.delete(id); idByHash.delete(hash); }
     },
     clear() {
+      addresses.clear();
       positive?.clear();
       negative?.clear();
       byId.clear();
@@ -280,10 +325,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     const api = apis.get(request.api);
     if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.api)} is configured.`, 400);
     const now = clock.now();
-    let address: IpAddress | null = null;
+    let client: ClientAddress | null = null;
     if (request.ip !== undefined && request.ip !== "") {
-      address = parseIp(request.ip);
-      if (!address) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
+      client = clientAddress(request.ip);
+      if (!client) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
     }
     const key = request.key;
     const byKeyId = request.keyId !== undefined && request.keyId !== "";
@@ -294,70 +339,60 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     // (a blocked client always sees IP_BLOCKED), and on the hot path — a cached, valid key —
     // in the same round trip as the rate limit, so a shared (Redis) limiter costs one.
     // Per API and client: each API has its own policy, and failures on one never block another.
-    const subject = api.lockout && address ? `${api.config.id}|${address.toString()}` : null;
+    // The hot path awaits nothing when the ports answer at once (memory limits): every await
+    // is a trip through the microtask queue, and together they cost more than the checks.
+    const address = client === null ? null : client.address;
+    const subject = api.lockout && client !== null ? `${api.config.id}|${client.text}` : null;
     let lock: LockoutState | null = null;
-    const readLock = async (): Promise<LockoutState | null> => {
-      if (subject !== null && lock === null) lock = await lockout.check(subject, api.lockout!, now);
-      return lock;
-    };
-    const fail = async (code: VerdictCode, record: KeyRecord | null): Promise<Verdict> => {
-      const state = await readLock();
-      if (state?.blocked) return blockedVerdict(api, state, now);
-      const verdict: Verdict = { valid: false, code, api: api.config.id };
-      if (record) describe(verdict, record);
-      if (subject !== null && LOCKOUT_FAILURES.has(code)) {
-        const after = await lockout.recordFailure(subject, api.lockout!, now);
-        verdict.attemptsLeft = after.attemptsLeft;
-        if (after.blockedUntil !== null) verdict.retryAfter = retryAfter(after.blockedUntil, now);
-      }
-      return verdict;
-    };
 
     let entry: CachedKey | null;
     if (byKeyId) {
-      if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
+      if (subject !== null && (lock = await lockout.check(subject, api.lockout!, now)).blocked) return blockedVerdict(api, lock, now);
       entry = await lookupById(request.keyId!, now);
-      if (!entry || entry.record.api !== api.config.id) return fail("NOT_FOUND", null);
+      if (!entry || entry.record.api !== api.config.id) return fail(api, subject, lock, "NOT_FOUND", null, now);
     } else {
       const parsed = api.codec.parse(key!);
-      if (!parsed) return fail("MALFORMED_KEY", null);
+      if (!parsed) return fail(api, subject, lock, "MALFORMED_KEY", null, now);
       const hash = hasher.hash(key!);
       const cached = peek(hash, now);
       obs?.cache(cached === undefined ? "miss" : cached === null ? "negative" : "hit");
       if (cached === undefined) {
-        if ((await readLock())?.blocked) return blockedVerdict(api, lock!, now);
+        if (subject !== null && (lock = await lockout.check(subject, api.lockout!, now)).blocked) return blockedVerdict(api, lock, now);
         entry = await load(hash, key!);
       } else {
         entry = cached;
       }
       if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
-        return fail("NOT_FOUND", null);
+        return fail(api, subject, lock, "NOT_FOUND", null, now);
       }
     }
     const r = entry.record;
+    const scopes = entry.scopes;
     // A token presented under someone else's identity is as good as an unknown token.
-    const rules = await rulesOf(r.accountId);
+    let rules: AccountRules | null | undefined = accountRules.get(r.accountId);
+    if (rules === undefined) rules = await loadRules(r.accountId);
     if (request.identity !== undefined && rules?.email !== request.identity.trim().toLowerCase()) {
-      return fail("NOT_FOUND", null);
+      return fail(api, subject, lock, "NOT_FOUND", null, now);
     }
-    if (r.revokedAt !== null) return fail("REVOKED", r);
-    if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail("ROTATED", r);
-    if (r.expiresAt !== null && r.expiresAt <= now) return fail("EXPIRED", r);
-    if (!r.enabled) return fail("DISABLED", r);
+    if (r.revokedAt !== null) return fail(api, subject, lock, "REVOKED", r, now);
+    if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail(api, subject, lock, "ROTATED", r, now);
+    if (r.expiresAt !== null && r.expiresAt <= now) return fail(api, subject, lock, "EXPIRED", r, now);
+    if (!r.enabled) return fail(api, subject, lock, "DISABLED", r, now);
 
-    if (entry.allow && (!address || !entry.allow(address))) return fail("IP_NOT_ALLOWED", r);
+    if (entry.allow && (!address || !entry.allow(address))) return fail(api, subject, lock, "IP_NOT_ALLOWED", r, now);
     const accountAllow = rules?.allow.get(r.environment);
-    if (accountAllow && (!address || !accountAllow(address))) return fail("IP_NOT_ALLOWED", r);
+    if (accountAllow && (!address || !accountAllow(address))) return fail(api, subject, lock, "IP_NOT_ALLOWED", r, now);
     if (request.scopes && request.scopes.length > 0) {
-      const missing = request.scopes.filter((s) => !entry.scopes.has(s));
-      if (missing.length > 0) {
-        const verdict = await fail("INSUFFICIENT_SCOPE", r);
+      let missing: string[] | null = null;
+      for (const s of request.scopes) if (!scopes.has(s)) (missing ??= []).push(s);
+      if (missing !== null) {
+        const verdict = await fail(api, subject, lock, "INSUFFICIENT_SCOPE", r, now);
         if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = missing;
         return verdict;
       }
     }
-    if (request.anyScopes && request.anyScopes.length > 0 && !request.anyScopes.some((s) => entry.scopes.has(s))) {
-      const verdict = await fail("INSUFFICIENT_SCOPE", r);
+    if (request.anyScopes && request.anyScopes.length > 0 && !request.anyScopes.some((s) => scopes.has(s))) {
+      const verdict = await fail(api, subject, lock, "INSUFFICIENT_SCOPE", r, now);
       if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = [...request.anyScopes];
       return verdict;
     }
@@ -370,12 +405,16 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       // client turn out to be blocked, the request used one slot of the key's window without
       // being admitted — conservative, never more than the limit.
       const t = obs ? performance.now() : 0;
-      const [state, consumed] = await Promise.all([readLock(), limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now)]);
+      const checking = subject !== null && lock === null ? lockout.check(subject, api.lockout!, now) : lock;
+      const consuming = limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now);
+      if (isPromise(checking) || isPromise(consuming)) [lock, rl] = await Promise.all([checking, consuming]);
+      else { lock = checking; rl = consuming; }
       obs?.limiter(performance.now() - t);
-      if (state?.blocked) return blockedVerdict(api, state, now);
-      rl = consumed;
-    } else if ((await readLock())?.blocked) {
-      return blockedVerdict(api, lock!, now);
+      if (lock?.blocked) return blockedVerdict(api, lock, now);
+    } else if (subject !== null && lock === null) {
+      const checking = lockout.check(subject, api.lockout!, now);
+      lock = isPromise(checking) ? await checking : checking;
+      if (lock.blocked) return blockedVerdict(api, lock, now);
     }
     if (rl) {
       verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000), window: limit!.windowSeconds };
@@ -386,7 +425,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
         return verdict;
       }
     }
-    if (subject !== null && lock !== null && (lock as LockoutState).attemptsLeft < api.lockout!.maxAttempts) await lockout.recordSuccess(subject);
+    if (subject !== null && lock !== null && lock.attemptsLeft < api.lockout!.maxAttempts) {
+      const cleared = lockout.recordSuccess(subject);
+      if (isPromise(cleared)) await cleared;
+    }
     usage.record(r.id, now);
     return verdict;
   }

@@ -53,7 +53,8 @@ const styles: Record<ApiConfig["errorStyle"], Renderer> = {
   topup: (v, code, status, message, ctx) => {
     const details: Record<string, unknown> = {};
     if (v.attemptsLeft !== undefined && v.code !== "IP_BLOCKED") details.attemptsLeft = v.attemptsLeft;
-    if (v.retryAfter !== undefined && v.code !== "RATE_LIMITED") details.retryAfter = v.retryAfter;
+    // The seed's IP_BLOCKED and RATE_LIMITED bodies carry no details: Retry-After says when.
+    if (v.retryAfter !== undefined && v.code !== "RATE_LIMITED" && v.code !== "IP_BLOCKED") details.retryAfter = v.retryAfter;
     if (v.missingScopes) details.missingScopes = v.missingScopes;
     return {
       status, contentType: json, headers: {},
