@@ -6,7 +6,9 @@
  * const keygate = await createKeygate({ config: loadConfigFile("keygate.yaml"), store: createSqliteStore({ filename: "data/keygate.db" }) });
  */
 export { createKeygate, keyStatus } from "./keygate.js";
-export type { Keygate, CreateKeygateOptions, KeyView, CreatedKey, AccountView, CreateKeyInput, UpdateKeyInput, ImportKeyInput, Page, KeyStatus } from "./keygate.js";
+export type { Keygate, CreateKeygateOptions, KeyView, CreatedKey, AccountView, CreateKeyInput, UpdateKeyInput, ImportKeyInput, Page, KeyStatus, ApplicationView, CreateApplicationInput, UpdateApplicationInput } from "./keygate.js";
+export type { IssueTokenInput, IssuedToken, VerifyTokenInput } from "./tokens/service.js";
+export type { SigningAlgorithm, SigningKeyView } from "./tokens/signing.js";
 export type { Verdict, VerifyRequest, RateLimitInfo } from "./verify/engine.js";
 export { VERDICT_CODES, VERDICT_STATUS, VERDICT_MESSAGES } from "./verify/codes.js";
 export type { VerdictCode } from "./verify/codes.js";
@@ -16,7 +18,7 @@ export { createKeyCodec } from "./keys/format.js";
 export type { KeyFormat, KeyCodec, ParsedKey } from "./keys/format.js";
 export { createMemoryStore } from "./store/memory/index.js";
 export { createSqliteStore } from "./store/sqlite/index.js";
-export type { Store, KeyRecord, Account } from "./store/types.js";
+export type { Store, KeyRecord, Account, Application } from "./store/types.js";
 export { createMemoryRateLimiter, createMemoryLockout } from "./limits/memory/index.js";
 export type { RateLimiter, RateLimitVerdict, Lockout, LockoutPolicy, LockoutState } from "./limits/types.js";
 export { createManualClock, systemClock } from "./lib/clock.js";

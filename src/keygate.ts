@@ -10,7 +10,12 @@ import { newId } from "./keys/ids.js";
 import { createMemoryLockout, createMemoryRateLimiter } from "./limits/memory/index.js";
 import type { Lockout, RateLimiter } from "./limits/types.js";
 import { createMemoryStore } from "./store/memory/index.js";
-import type { Account, AccountPatch, KeyPatch, KeyRecord, Store } from "./store/types.js";
+import type { Account, AccountPatch, Application, ApplicationPatch, KeyPatch, KeyRecord, Store } from "./store/types.js";
+import { randomString, BASE62 } from "./keys/alphabet.js";
+import { createSigningKeys } from "./tokens/signing.js";
+import type { SigningAlgorithm, SigningKeyView } from "./tokens/signing.js";
+import { createTokenService } from "./tokens/service.js";
+import type { IssueTokenInput, IssuedToken, VerifyTokenInput } from "./tokens/service.js";
 import { createUsageRecorder } from "./usage/recorder.js";
 import { createVerifier } from "./verify/engine.js";
 import type { InvalidationBus } from "./cluster/invalidation.js";
@@ -61,6 +66,38 @@ export interface AccountView {
   ipAllowlists: Record<string, string[]>;
   createdAt: string;
   updatedAt: string;
+}
+
+/** An application as the admin API shows it. Its Client ID is not a secret. */
+export interface ApplicationView {
+  id: string;
+  accountId: string;
+  api: string;
+  name: string;
+  integrationType: string;
+  features: string[];
+  /** The scopes its features grant (the API's `features`); null when the API declares none. */
+  scopes: string[] | null;
+  clientId: string;
+  metadata: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface CreateApplicationInput {
+  accountId: string;
+  api: string;
+  name: string;
+  integrationType?: string | undefined;
+  features?: string[] | undefined;
+  metadata?: Record<string, unknown> | undefined;
+}
+
+export interface UpdateApplicationInput {
+  name?: string | undefined;
+  integrationType?: string | undefined;
+  features?: string[] | undefined;
+  metadata?: Record<string, unknown> | undefined;
 }
 
 export interface CreateKeyInput {
@@ -148,6 +185,27 @@ export interface Keygate {
     revoke(id: string): Promise<KeyView>;
     rotate(id: string, input?: { gracePeriodSeconds?: number | undefined }): Promise<{ key: CreatedKey; previous: KeyView }>;
     import(api: string, keys: ImportKeyInput[]): Promise<KeyView[]>;
+  };
+  /** Accounts' applications (the payments seed): features that grant scopes, a Client ID. */
+  applications: {
+    create(input: CreateApplicationInput): Promise<ApplicationView>;
+    get(id: string): Promise<ApplicationView>;
+    list(query?: { accountId?: string | undefined; api?: string | undefined; cursor?: string | undefined; limit?: number | undefined }): Promise<Page<ApplicationView>>;
+    /** Changing `features` changes the scopes of the application's keys at once. */
+    update(id: string, input: UpdateApplicationInput): Promise<ApplicationView>;
+  };
+  /** Client ID + API key → short-lived JWT, for APIs with `tokens`. */
+  tokens: {
+    issue(input: IssueTokenInput): Promise<IssuedToken>;
+    /** Verifies a JWT and the current state of the key it was minted from. */
+    verify(input: VerifyTokenInput): Promise<Verdict>;
+    /** The published public keys (RFC 7517), for `/.well-known/jwks.json`. */
+    jwks(): Promise<{ keys: Record<string, unknown>[] }>;
+    signingKeys: {
+      list(): Promise<SigningKeyView[]>;
+      /** A new signing key for `algorithm`; tokens signed by the old one stay valid until they expire. */
+      rotate(algorithm?: SigningAlgorithm): Promise<SigningKeyView>;
+    };
   };
   /** Writes pending usage counts to the store. */
   flush(): Promise<void>;
@@ -265,6 +323,17 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     for (const t of timers) t.unref();
   }
 
+  const tokenApis = config.apis.filter((a) => a.tokens !== undefined);
+  const algorithms = [...new Set(tokenApis.map((a) => a.tokens!.algorithm))];
+  // A retired signing key stays published until the longest token it signed has expired,
+  // plus margin for nodes that have not yet reread the key set (they do every 30 s).
+  const signing = tokenApis.length === 0 ? null : await createSigningKeys({
+    store, clock, algorithms, secret: config.security.hashSecret || undefined,
+    keepMs: Math.max(...tokenApis.map((a) => a.tokens!.ttlSeconds)) * 1000 + 5 * 60_000,
+  });
+  const tokenService = signing ? createTokenService({ apis, verifier, store, clock, signing }) : null;
+  const noTokens = (): never => { throw new KeygateError("TOKENS_NOT_ENABLED", "No API of this deployment has token endpoints; add tokens: to an API's config.", 400); };
+
   const apiOf = (id: string): ApiRuntime => {
     const api = apis.get(id);
     if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(id)} is configured; known: ${[...apis.keys()].join(", ")}.`);
@@ -327,6 +396,48 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     if (Number.isNaN(ms)) throw new KeygateError("INVALID_EXPIRES_AT", `${field}: ${JSON.stringify(value)} is not an ISO 8601 date-time.`, 400, { field });
     if (ms <= clock.now()) throw new KeygateError("EXPIRES_AT_IN_PAST", `${field}: ${new Date(ms).toISOString()} is not in the future.`, 400, { field });
     return ms;
+  };
+
+  /** The scopes an application's features grant; null when its API declares no features. */
+  const grantedScopes = (app: Application): string[] | null => {
+    const features = apis.get(app.api)?.config.features;
+    if (!features) return null;
+    return [...new Set(app.features.flatMap((f) => features[f] ?? []))];
+  };
+
+  const applicationView = (a: Application): ApplicationView => ({
+    id: a.id, accountId: a.accountId, api: a.api, name: a.name, integrationType: a.integrationType, features: a.features,
+    scopes: grantedScopes(a), clientId: a.clientId, metadata: a.metadata, createdAt: iso(a.createdAt)!, updatedAt: iso(a.updatedAt)!,
+  });
+
+  const checkFeatures = (api: ApiRuntime, features: string[], field: string): string[] => {
+    const known = Object.keys(api.config.features ?? {});
+    const unknown = features.filter((f) => !known.includes(f));
+    if (unknown.length > 0) {
+      throw new KeygateError("UNKNOWN_FEATURE", `${field}: ${unknown.map((f) => JSON.stringify(f)).join(", ")} ${unknown.length > 1 ? "are" : "is"} not a feature of API ${api.config.id}; ${known.length ? `known: ${known.join(", ")}` : "it declares none"}.`, 400, { field, unknown });
+    }
+    return [...new Set(features)];
+  };
+
+  /**
+   * Checks that a key may belong to this application (same account and API) and returns the
+   * scopes it gets: those asked for, which its features must grant, or all they grant.
+   */
+  const applicationScopes = async (input: { api: string; accountId: string; applicationId?: string | null | undefined; scopes?: string[] | undefined }, at = ""): Promise<string[] | undefined> => {
+    if (input.applicationId === undefined || input.applicationId === null) return input.scopes;
+    const app = await store.getApplication(input.applicationId);
+    if (!app) throw new KeygateError("UNKNOWN_APPLICATION", `${at}applicationId: no application with id ${JSON.stringify(input.applicationId)}.`, 400, { field: `${at}applicationId` });
+    if (app.accountId !== input.accountId || app.api !== input.api) {
+      throw new KeygateError("APPLICATION_MISMATCH", `${at}applicationId: application ${app.id} belongs to account ${app.accountId} on API ${app.api}, not to account ${input.accountId} on API ${input.api}.`, 400, { field: `${at}applicationId` });
+    }
+    const granted = grantedScopes(app);
+    if (granted === null) return input.scopes;
+    if (input.scopes === undefined) return granted;
+    const extra = input.scopes.filter((s) => !granted.includes(s));
+    if (extra.length > 0) {
+      throw new KeygateError("SCOPE_NOT_GRANTED", `${at}scopes: ${extra.map((s) => JSON.stringify(s)).join(", ")} ${extra.length > 1 ? "are" : "is"} not granted by the features of application ${app.id} (${app.features.join(", ") || "none"}); it grants: ${granted.join(", ") || "nothing"}.`, 400, { field: `${at}scopes`, extra });
+    }
+    return input.scopes;
   };
 
   const requireAccount = async (id: string): Promise<void> => {
@@ -415,8 +526,9 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
       async create(input) {
         const api = apiOf(input.api);
         await requireAccount(input.accountId);
+        const scopes = await applicationScopes(input);
         const environment = input.environment ?? api.config.keyFormat.environments[0]!;
-        const probe = buildRecord(api, { ...input, environment }, "", hasher.algorithm, null, "generated");
+        const probe = buildRecord(api, { ...input, scopes, environment }, "", hasher.algorithm, null, "generated");
         const key = api.codec.generate(environment);
         const record = { ...probe, hash: hasher.hash(key), start: api.codec.start(key) };
         await store.insertKeys([record]);
@@ -438,7 +550,10 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
         const api = apiOf(current.api);
         const patch: KeyPatch = {};
         if (input.name !== undefined) patch.name = input.name;
-        if (input.scopes !== undefined) patch.scopes = checkScopes(api, input.scopes, "scopes");
+        if (input.scopes !== undefined) {
+          patch.scopes = checkScopes(api, input.scopes, "scopes");
+          await applicationScopes({ ...current, scopes: patch.scopes });
+        }
         if (input.ipAllowlist !== undefined) patch.ipAllowlist = checkAllowlist(input.ipAllowlist, "ipAllowlist");
         if (input.expiresAt !== undefined) patch.expiresAt = checkExpiry(input.expiresAt, "expiresAt");
         if (input.rateLimit !== undefined) patch.rateLimit = input.rateLimit;
@@ -478,8 +593,9 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
         const api = apiOf(apiId);
         const accounts = new Set<string>();
         const records: KeyRecord[] = [];
-        for (const [i, input] of inputs.entries()) {
+        for (const [i, given] of inputs.entries()) {
           const at = `keys[${i}].`;
+          let input = given;
           if ((input.key === undefined) === (input.hash === undefined)) {
             throw new KeygateError("INVALID_IMPORT", `${at.slice(0, -1)}: give exactly one of "key" (the secret) or "hash" (its SHA-256 in hex).`, 400, { index: i });
           }
@@ -487,6 +603,8 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
             if (!(await store.getAccount(input.accountId))) throw new KeygateError("UNKNOWN_ACCOUNT", `${at}accountId: no account with id ${JSON.stringify(input.accountId)}.`, 400, { index: i });
             accounts.add(input.accountId);
           }
+          const scopes = await applicationScopes({ ...input, api: apiId }, at);
+          if (scopes !== input.scopes) input = { ...input, scopes };
           let record: KeyRecord;
           if (input.key !== undefined) {
             const parsed = api.codec.parse(input.key);
@@ -511,6 +629,77 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
           verifier.setLegacyHashes(true);
         }
         return records.map(view);
+      },
+    },
+    applications: {
+      async create(input) {
+        const api = apiOf(input.api);
+        await requireAccount(input.accountId);
+        const now = clock.now();
+        const app: Application = {
+          id: newId("app", now), accountId: input.accountId, api: api.config.id, name: input.name,
+          integrationType: input.integrationType ?? "api", features: checkFeatures(api, input.features ?? [], "features"),
+          // Not a secret, but unguessable all the same: 30 base62 characters.
+          clientId: `ID${randomString(BASE62, 30)}`, metadata: input.metadata ?? {}, createdAt: now, updatedAt: now,
+        };
+        await store.createApplication(app);
+        return applicationView(app);
+      },
+      async get(id) {
+        const a = await store.getApplication(id);
+        if (!a) throw notFound("application", id);
+        return applicationView(a);
+      },
+      async list(query = {}) {
+        if (query.api !== undefined) apiOf(query.api);
+        const limit = pageLimit(query.limit);
+        const rows = await store.listApplications({ accountId: query.accountId, api: query.api, after: query.cursor, limit: limit + 1 });
+        const page = pageOf(rows, limit);
+        return { data: page.data.map(applicationView), nextCursor: page.nextCursor };
+      },
+      async update(id, input) {
+        const current = await store.getApplication(id);
+        if (!current) throw notFound("application", id);
+        const api = apiOf(current.api);
+        const patch: ApplicationPatch = {};
+        if (input.name !== undefined) patch.name = input.name;
+        if (input.integrationType !== undefined) patch.integrationType = input.integrationType;
+        if (input.metadata !== undefined) patch.metadata = input.metadata;
+        if (input.features !== undefined) patch.features = checkFeatures(api, input.features, "features");
+        const updated = await store.updateApplication(id, patch, clock.now());
+        if (!updated) throw notFound("application", id);
+        // Features grant scopes: each key of the application loses what a removed feature
+        // granted and gains what an added one grants, and every node sees it at once.
+        const before = grantedScopes(current);
+        const after = grantedScopes(updated);
+        if (before !== null && after !== null && before.join(" ") !== after.join(" ")) {
+          for (let cursor: string | undefined; ;) {
+            const keys = await store.listKeys({ applicationId: id, after: cursor, limit: 500 });
+            for (const k of keys) {
+              const scopes = [...new Set([...k.scopes.filter((s) => after.includes(s)), ...after.filter((s) => !before.includes(s))])];
+              if (scopes.join(" ") !== k.scopes.join(" ")) await mutate(k.id, { scopes });
+            }
+            if (keys.length < 500) break;
+            cursor = keys[keys.length - 1]!.id;
+          }
+        }
+        return applicationView(updated);
+      },
+    },
+    tokens: {
+      issue: (input) => (tokenService ?? noTokens()).issue(input),
+      verify: (input) => (tokenService ?? noTokens()).verify(input),
+      jwks: async () => (signing ? signing.jwks() : { keys: [] }),
+      signingKeys: {
+        list: async () => (signing ? signing.list() : []),
+        async rotate(algorithm) {
+          if (!signing) return noTokens();
+          const alg = algorithm ?? algorithms[0]!;
+          if (!algorithms.includes(alg)) {
+            throw new KeygateError("UNKNOWN_ALGORITHM", `No API signs with ${alg}; configured: ${algorithms.join(", ")}.`, 400, { field: "algorithm" });
+          }
+          return signing.rotate(alg);
+        },
       },
     },
     flush: () => usage.flush(),

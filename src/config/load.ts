@@ -76,6 +76,19 @@ function checkApi(api: ApiConfig, at: string, fail: (path: string, msg: string) 
   for (const env of Object.keys(api.environmentRateLimits ?? {})) {
     if (!f.environments.includes(env)) fail(`${at}.environmentRateLimits.${env}`, `unknown environment; declared: ${f.environments.join(", ")}`);
   }
+  for (const [feature, granted] of Object.entries(api.features ?? {})) {
+    for (const [i, s] of granted.entries()) {
+      if (!scopes.has(s)) fail(`${at}.features.${feature}[${i}]`, `scope ${JSON.stringify(s)} is not declared in ${at}.scopes`);
+    }
+  }
+  const jwt = api.credentials.findIndex((c) => c.type === "jwt");
+  if (jwt !== -1 && !api.tokens) fail(`${at}.credentials[${jwt}]`, `the jwt scheme needs ${at}.tokens (its token endpoints, lifetime and algorithm)`);
+  const paths = new Set<string>();
+  for (const [i, e] of (api.tokens?.endpoints ?? []).entries()) {
+    if (paths.has(e.path)) fail(`${at}.tokens.endpoints[${i}].path`, `${e.path} is used by another token endpoint`);
+    paths.add(e.path);
+    if (e.path === api.introspection?.path) fail(`${at}.tokens.endpoints[${i}].path`, `${e.path} is also ${at}.introspection.path`);
+  }
 }
 
 /**

@@ -51,6 +51,10 @@ export const CredentialSchema = Type.Union([
     { type: Type.Literal("identity"), identityHeader: HeaderName, secretHeader: HeaderName },
     { additionalProperties: false, description: "An identity header (the account's email) beside a secret header (its token)" },
   ),
+  Type.Object(
+    { type: Type.Literal("jwt") },
+    { additionalProperties: false, description: "Authorization: Bearer <jwt>, a token minted by one of the API's token endpoints (needs `tokens`)" },
+  ),
 ]);
 
 export const ERROR_STYLES = ["problem", "airtime-v1", "airtime-v2", "topup"] as const;

@@ -45,6 +45,9 @@ export interface PresentedCredential {
   scheme: ApiConfig["credentials"][number]["type"] | null;
 }
 
+/** A compact JWS (three base64url parts, a JSON header first): a JWT rather than an API key. */
+const looksLikeJwt = (token: string): boolean => token.startsWith("eyJ") && /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token);
+
 const header = (headers: IncomingHttpHeaders, name: string): string | undefined => {
   const v = headers[name.toLowerCase()];
   return Array.isArray(v) ? v[0] : v;
@@ -57,14 +60,18 @@ const header = (headers: IncomingHttpHeaders, name: string): string | undefined 
  * its token) yields no key, so the verdict is MISSING_CREDENTIALS.
  */
 export function extractCredential(api: ApiConfig, headers: IncomingHttpHeaders): PresentedCredential {
+  const jwt = api.credentials.some((c) => c.type === "jwt");
   for (const scheme of api.credentials) {
     switch (scheme.type) {
-      case "bearer": {
+      case "bearer":
+      case "jwt": {
         const auth = header(headers, "authorization");
         if (auth === undefined) break;
         const token = bearerToken(auth);
-        if (token !== null) return { key: token, scheme: "bearer" };
-        break;
+        if (token === null) break;
+        // One Authorization header, two schemes: a JWT goes to the token check, a key to the key check.
+        if (scheme.type === "jwt" || (jwt && looksLikeJwt(token))) return { key: token, scheme: "jwt" };
+        return { key: token, scheme: "bearer" };
       }
       case "header": {
         const value = header(headers, scheme.name)?.trim();
@@ -110,6 +117,10 @@ export interface AuthenticateInput {
 export async function authenticateRequest(keygate: Keygate, input: AuthenticateInput): Promise<{ verdict: Verdict; credential: PresentedCredential }> {
   const credential = extractCredential(input.api, input.headers);
   const need = requiredScopes(input.route, input.body);
+  if (credential.scheme === "jwt") {
+    const verdict = await keygate.tokens.verify({ api: input.api.id, token: credential.key!, ip: input.ip ?? undefined, scopes: need.scopes, anyScopes: need.anyScopes });
+    return { verdict, credential };
+  }
   const verdict = await keygate.verifyKey({
     api: input.api.id,
     key: credential.key,

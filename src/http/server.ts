@@ -12,6 +12,8 @@ import { registerAdminRoutes } from "./routes/admin.js";
 import type { KeygateMetrics } from "../ops/metrics.js";
 import { registerForwardAuth } from "./routes/forward-auth.js";
 import { registerIntrospection } from "./routes/introspection.js";
+import { registerTokenRoutes } from "./routes/tokens.js";
+import { registerApplicationRoutes } from "./routes/applications.js";
 import { compileRoutes } from "./authenticate.js";
 import { checkGatewayConfig, registerGateway } from "./gateway/index.js";
 import type { CompiledRoute } from "./authenticate.js";
@@ -166,10 +168,12 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
   for (const [id, runtime] of options.keygate.apis) routes.set(id, compileRoutes(runtime.config.routes));
   await app.register(async (auth) => registerForwardAuth(auth, options.keygate, routes));
   await app.register(async (introspection) => registerIntrospection(introspection, options.keygate));
+  await app.register(async (tokens) => registerTokenRoutes(tokens, options.keygate));
 
   await app.register(async (admin) => {
     admin.addHook("onRequest", requireRoot);
     registerAdminRoutes(admin, options.keygate);
+    registerApplicationRoutes(admin, options.keygate);
   }, { prefix: "/v1" });
 
   // Gateway APIs last, so keygate's own routes stay the more specific; with server.gatewayPort

@@ -17,6 +17,37 @@ export interface Account {
 export type AccountPatch = Partial<Pick<Account, "name" | "metadata" | "ipAllowlists">>;
 
 /**
+ * An account's application (the payments seed): a named integration whose features grant
+ * scopes to its keys, identified to token endpoints by a non-secret Client ID.
+ */
+export interface Application {
+  id: string;
+  accountId: string;
+  /** The API whose `features` this application picks from; its keys belong to this API. */
+  api: string;
+  name: string;
+  /** What the customer integrates with, e.g. `api` (the seed's "Integration Type"). */
+  integrationType: string;
+  /** Names of the API's `features`; each grants its scopes to the application's keys. */
+  features: string[];
+  /** Not a secret: shown in the portal and sent with the API key to token endpoints. */
+  clientId: string;
+  metadata: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The fields of an application that change after creation. */
+export type ApplicationPatch = Partial<Pick<Application, "name" | "integrationType" | "features" | "metadata">>;
+
+export interface ApplicationListQuery {
+  accountId?: string | undefined;
+  api?: string | undefined;
+  after?: string | undefined;
+  limit: number;
+}
+
+/**
  * A stored key. Holds the hash of the secret, never the secret. Times are epoch milliseconds.
  */
 export interface KeyRecord {
@@ -56,6 +87,7 @@ export type KeyPatch = Partial<Pick<KeyRecord,
 export interface KeyListQuery {
   api?: string | undefined;
   accountId?: string | undefined;
+  applicationId?: string | undefined;
   /** Return keys with an id greater than this one (ids sort by creation time). */
   after?: string | undefined;
   limit: number;
@@ -120,6 +152,19 @@ export interface Store {
   /** Forgets change records older than `before` (epoch ms). */
   pruneKeyChanges(before: number): Promise<void>;
 
+  /** Throws KeygateError `CLIENT_ID_TAKEN` when the Client ID exists already. */
+  createApplication(application: Application): Promise<void>;
+  getApplication(id: string): Promise<Application | null>;
+  getApplicationByClientId(clientId: string): Promise<Application | null>;
+  listApplications(query: ApplicationListQuery): Promise<Application[]>;
+  updateApplication(id: string, patch: ApplicationPatch, now: number): Promise<Application | null>;
+
   getSetting(name: string): Promise<string | null>;
   setSetting(name: string, value: string): Promise<void>;
+  /**
+   * Writes `value` only if the setting still holds `expected` (null: does not exist yet), in
+   * one atomic step; false when another writer got there first. For state several nodes
+   * share and change, such as the JWT signing keys.
+   */
+  compareAndSetSetting(name: string, expected: string | null, value: string): Promise<boolean>;
 }

@@ -15,6 +15,8 @@ export const VERDICT_CODES = [
   "IP_BLOCKED",
   "INSUFFICIENT_SCOPE",
   "RATE_LIMITED",
+  "INVALID_TOKEN",
+  "TOKEN_EXPIRED",
 ] as const;
 
 export type VerdictCode = (typeof VERDICT_CODES)[number];
@@ -33,6 +35,8 @@ export const VERDICT_STATUS: Readonly<Record<VerdictCode, number>> = {
   IP_BLOCKED: 403,
   INSUFFICIENT_SCOPE: 403,
   RATE_LIMITED: 429,
+  INVALID_TOKEN: 401,
+  TOKEN_EXPIRED: 401,
 };
 
 /** A sentence per code, for logs, error bodies and docs. Never includes the key. */
@@ -49,9 +53,11 @@ export const VERDICT_MESSAGES: Readonly<Record<VerdictCode, string>> = {
   IP_BLOCKED: "The client IP address is temporarily blocked after too many failed attempts.",
   INSUFFICIENT_SCOPE: "The API key lacks a scope this request requires.",
   RATE_LIMITED: "The API key's rate limit is exhausted for the current window.",
+  INVALID_TOKEN: "The access token is not a token this API issued: malformed, forged, or for another audience.",
+  TOKEN_EXPIRED: "The access token has expired; exchange the Client ID and API key for a new one.",
 };
 
 /** Codes that count as a failed authentication attempt towards the IP lockout. */
 export const LOCKOUT_FAILURES: ReadonlySet<VerdictCode> = new Set<VerdictCode>([
-  "MALFORMED_KEY", "NOT_FOUND", "EXPIRED", "REVOKED", "DISABLED", "ROTATED",
+  "MALFORMED_KEY", "NOT_FOUND", "EXPIRED", "REVOKED", "DISABLED", "ROTATED", "INVALID_TOKEN",
 ]);

@@ -36,6 +36,11 @@ export interface VerifyRequest {
   scopes?: readonly string[] | undefined;
   /** Scopes of which the key must hold at least one (besides all of `scopes`). */
   anyScopes?: readonly string[] | undefined;
+  /**
+   * The application the client named (a token endpoint's Client ID): a key of another
+   * application, or of none, is NOT_FOUND — the pair is wrong, whichever half it is.
+   */
+  applicationId?: string | undefined;
 }
 
 /** The state of the key's rate limit after this request. `reset` is epoch seconds. */
@@ -74,6 +79,8 @@ export interface Verdict {
   retryAfter?: number;
   /** The required scopes the key lacks, with `INSUFFICIENT_SCOPE`. */
   missingScopes?: string[];
+  /** The `jti` of the access token presented, when the credential was a JWT. */
+  tokenId?: string;
 }
 
 /** Everything the engine needs about one API, compiled once at start-up. */
@@ -127,6 +134,12 @@ export interface Verifier {
   clear(): void;
   /** Tells the verifier that keys imported as plain SHA-256 hashes exist (see `hashSecret`). */
   setLegacyHashes(present: boolean): void;
+  /**
+   * A failure found outside the pipeline (a forged or expired JWT) turned into a verdict the
+   * way the pipeline does it: a blocked client sees IP_BLOCKED, and codes that count as failed
+   * attempts count towards the client's lockout.
+   */
+  deny(request: { api: string; ip?: string | undefined }, code: VerdictCode): Promise<Verdict>;
 }
 
 const NEGATIVE = Symbol("not-found");
@@ -313,6 +326,20 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       legacyPresent = present;
       legacyHashes = hasher.algorithm !== "sha256";
     },
+    async deny(request, code) {
+      const api = apis.get(request.api);
+      if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.api)} is configured.`, 400);
+      let client: ClientAddress | null = null;
+      if (request.ip !== undefined && request.ip !== "") {
+        client = clientAddress(request.ip);
+        if (!client) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
+      }
+      const subject = api.lockout && client !== null ? `${api.config.id}|${client.text}` : null;
+      const started = performance.now();
+      const verdict = await fail(api, subject, null, code, null, clock.now());
+      obs?.verdict(verdict.api, verdict.code, performance.now() - started);
+      return verdict;
+    },
     verify: obs === undefined ? verifyOnce : async (request) => {
       const started = performance.now();
       const verdict = await verifyOnce(request);
@@ -374,6 +401,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     if (request.identity !== undefined && rules?.email !== request.identity.trim().toLowerCase()) {
       return fail(api, subject, lock, "NOT_FOUND", null, now);
     }
+    if (request.applicationId !== undefined && r.applicationId !== request.applicationId) return fail(api, subject, lock, "NOT_FOUND", null, now);
     if (r.revokedAt !== null) return fail(api, subject, lock, "REVOKED", r, now);
     if (r.graceEndsAt !== null && r.graceEndsAt <= now) return fail(api, subject, lock, "ROTATED", r, now);
     if (r.expiresAt !== null && r.expiresAt <= now) return fail(api, subject, lock, "EXPIRED", r, now);

@@ -16,7 +16,7 @@ import { createMemoryStore } from "../../src/store/memory/index.js";
 import { createSqliteStore } from "../../src/store/sqlite/index.js";
 import { createPostgresStore } from "../../src/store/postgres/index.js";
 import { createTestDatabase, PG_SKIP } from "../support/scale-out.js";
-import type { Account, KeyPatch, KeyRecord, Store } from "../../src/store/types.js";
+import type { Account, Application, KeyPatch, KeyRecord, Store } from "../../src/store/types.js";
 
 /** A store for one test, and how to dispose of it and everything it wrote. */
 interface StoreFixture {
@@ -386,6 +386,60 @@ for (const [name, make, skip] of ADAPTERS) {
         assert.equal(await store.getSetting("jwks"), "second ✓");
         assert.equal(await store.getSetting("other"), "");
         assert.equal(await store.getSetting("JWKS"), null);
+      }));
+
+      test("compare-and-set writes only over the expected value; one of two racers wins", () => run(async (store) => {
+        assert.equal(await store.compareAndSetSetting("cas", null, "one"), true);
+        assert.equal(await store.compareAndSetSetting("cas", null, "again"), false, "exists already");
+        assert.equal(await store.compareAndSetSetting("cas", "stale", "two"), false);
+        assert.equal(await store.getSetting("cas"), "one");
+        const racers = await Promise.all([store.compareAndSetSetting("cas", "one", "a"), store.compareAndSetSetting("cas", "one", "b")]);
+        assert.deepEqual(racers.filter(Boolean).length, 1);
+        assert.ok(["a", "b"].includes((await store.getSetting("cas"))!));
+        const fresh = await Promise.all([store.compareAndSetSetting("new", null, "x"), store.compareAndSetSetting("new", null, "y")]);
+        assert.equal(fresh.filter(Boolean).length, 1);
+      }));
+    });
+
+    describe("applications", () => {
+      const application = (id: string, accountId: string, over: Partial<Application> = {}): Application => ({
+        id, accountId, api: "pay", name: `App ${id}`, integrationType: "api", features: ["payment-api"],
+        clientId: `ID${id}`, metadata: {}, createdAt: T, updatedAt: T, ...over,
+      });
+
+      test("an application reads back by id and Client ID; the Client ID is unique", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const a = application("app_1", "acc_1", { name: "Ünïcode 🔑", features: ["payment-api", "payout-api"], metadata: { n: 1, nested: { x: [null] } } });
+        await store.createApplication(a);
+        assert.deepEqual(await store.getApplication("app_1"), a);
+        assert.deepEqual(await store.getApplicationByClientId("IDapp_1"), a);
+        assert.equal(await store.getApplication("app_none"), null);
+        assert.equal(await store.getApplicationByClientId("idapp_1"), null, "Client IDs are case-sensitive");
+        await assert.rejects(store.createApplication(application("app_2", "acc_1", { clientId: "IDapp_1" })), isCode("CLIENT_ID_TAKEN"));
+        assert.equal(await store.getApplication("app_2"), null);
+      }));
+
+      test("applications list by account and API with a cursor; a patch changes only its fields", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        await store.createAccount(account("acc_2"));
+        for (const [id, acc, api] of [["app_1", "acc_1", "pay"], ["app_2", "acc_2", "pay"], ["app_3", "acc_1", "mail"], ["app_4", "acc_1", "pay"]] as const) {
+          await store.createApplication(application(id, acc, { api }));
+        }
+        const ids = (rows: Application[]) => rows.map((r) => r.id);
+        assert.deepEqual(ids(await store.listApplications({ accountId: "acc_1", limit: 10 })), ["app_1", "app_3", "app_4"]);
+        assert.deepEqual(ids(await store.listApplications({ accountId: "acc_1", api: "pay", limit: 10 })), ["app_1", "app_4"]);
+        assert.deepEqual(ids(await store.listApplications({ after: "app_1", limit: 2 })), ["app_2", "app_3"]);
+        const updated = await store.updateApplication("app_1", { features: [], name: "Renamed" }, T + 5);
+        assert.deepEqual(updated, { ...application("app_1", "acc_1"), features: [], name: "Renamed", updatedAt: T + 5 });
+        assert.equal(await store.updateApplication("app_none", { name: "x" }, T), null);
+      }));
+
+      test("keys list by application", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        await store.createApplication(application("app_1", "acc_1"));
+        const mine = keyRecord("acc_1", { applicationId: "app_1" });
+        await store.insertKeys([keyRecord("acc_1"), mine]);
+        assert.deepEqual((await store.listKeys({ applicationId: "app_1", limit: 10 })).map((k) => k.id), [mine.id]);
       }));
     });
   });

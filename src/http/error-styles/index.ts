@@ -65,7 +65,7 @@ const styles: Record<ApiConfig["errorStyle"], Renderer> = {
 
 /** The built-in code, status and message of each style, before the API's own `errorCodes`. */
 const STYLE_DEFAULTS: Partial<Record<ApiConfig["errorStyle"], Partial<Record<VerdictCode, { code?: string; status?: number; message?: string | ((v: Verdict, ctx: RenderContext) => string) }>>>> = {
-  "airtime-v1": Object.fromEntries((["MISSING_CREDENTIALS", "MALFORMED_KEY", "NOT_FOUND", "EXPIRED", "REVOKED", "DISABLED", "ROTATED"] as VerdictCode[])
+  "airtime-v1": Object.fromEntries((["MISSING_CREDENTIALS", "MALFORMED_KEY", "NOT_FOUND", "EXPIRED", "REVOKED", "DISABLED", "ROTATED", "INVALID_TOKEN", "TOKEN_EXPIRED"] as VerdictCode[])
     .map((c) => [c, { message: "Invalid or missing authentication credentials" }])),
   "airtime-v2": {
     MISSING_CREDENTIALS: { code: "INVALID_API_KEY", message: "API key is missing." },
@@ -77,6 +77,8 @@ const STYLE_DEFAULTS: Partial<Record<ApiConfig["errorStyle"], Partial<Record<Ver
     REVOKED: { code: "REVOKED_API_KEY", message: "API key has been revoked." },
     IP_NOT_ALLOWED: { code: "IP_NOT_ALLOWED", message: "Request from an unauthorized IP address." },
     INSUFFICIENT_SCOPE: { code: "INSUFFICIENT_PERMISSIONS", message: "API key lacks the required permission for this endpoint." },
+    INVALID_TOKEN: { code: "INVALID_API_KEY", message: "Access token is not valid." },
+    TOKEN_EXPIRED: { code: "EXPIRED_API_KEY", message: "Access token has expired." },
   },
   topup: {
     MISSING_CREDENTIALS: { code: "MISSING_ACCESS_TOKEN", status: 400, message: "Access token is required" },
@@ -86,6 +88,8 @@ const STYLE_DEFAULTS: Partial<Record<ApiConfig["errorStyle"], Partial<Record<Ver
     REVOKED: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
     DISABLED: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
     ROTATED: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
+    INVALID_TOKEN: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
+    TOKEN_EXPIRED: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
     IP_NOT_ALLOWED: {
       message: (v, ctx) => `Your IP address ${ctx.ip ?? "unknown"} is not whitelisted for this ${(v.environment ?? "").toUpperCase()} API key. Add your IP to the whitelist at https://oneclickdz.com/#/settings`,
     },

@@ -22,6 +22,7 @@ import { renderError, renderPlainError } from "../error-styles/index.js";
 import type { RenderContext, RenderedError } from "../error-styles/index.js";
 import { problem, sendProblem } from "../problem.js";
 import { registerIntrospection } from "../routes/introspection.js";
+import { registerTokenRoutes } from "../routes/tokens.js";
 
 /**
  * Paths keygate serves itself on its main port. On a shared port no gateway route or prefix
@@ -195,7 +196,7 @@ function send(reply: FastifyReply, r: RenderedError, extra: Record<string, strin
 async function registerApi(app: FastifyInstance, keygate: Keygate, api: ApiConfig, compiled: CompiledRoute[] | null): Promise<void> {
   const upstreamFor = upstreamsOf(api);
   const strip = new Set([...HOP_BY_HOP, ...credentialHeaders(api)]);
-  const bearer = api.credentials.some((c) => c.type === "bearer");
+  const bearer = api.credentials.some((c) => c.type === "bearer" || c.type === "jwt");
   const bodyLimit = keygate.config.server.bodyLimitBytes;
   const timeout = api.upstreamTimeoutMs;
   const ctxOf = (request: FastifyRequest): RenderContext => ({ requestId: request.id, ip: request.ip, bearer });
@@ -379,6 +380,7 @@ export async function buildGatewayServer(options: BuildGatewayServerOptions): Pr
     sendProblem(reply, problem(request, 404, "ROUTE_NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}.`)));
 
   await app.register(async (scope) => registerIntrospection(scope, keygate));
+  await app.register(async (scope) => registerTokenRoutes(scope, keygate));
   const routes = new Map<string, CompiledRoute[] | null>();
   for (const api of gatewayApis(keygate.config)) routes.set(api.id, compileRoutes(api.routes));
   await registerGateway(app, keygate, routes);

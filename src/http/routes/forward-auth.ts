@@ -37,7 +37,7 @@ export function registerForwardAuth(app: FastifyInstance, keygate: Keygate, rout
     if (!runtime) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.params.api)} is configured.`, 404);
     const api = runtime.config;
     const original = originalRequest(request, request.params["*"]);
-    const ctx = { requestId: request.id, ip: request.ip, bearer: api.credentials.some((c) => c.type === "bearer") };
+    const ctx = { requestId: request.id, ip: request.ip, bearer: api.credentials.some((c) => c.type === "bearer" || c.type === "jwt") };
     const compiled = routes.get(api.id) ?? null;
     const route = compiled ? matchRoute(compiled, original.method, original.path) : null;
 

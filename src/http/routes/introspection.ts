@@ -29,7 +29,7 @@ export function registerIntrospection(app: FastifyInstance, keygate: Keygate): v
       const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route: null });
       const rl = rateLimitHeaders(api, verdict, Date.now());
       if (!verdict.valid) {
-        const r = renderError(api, verdict, { requestId: request.id, ip: request.ip, bearer: api.credentials.some((c) => c.type === "bearer") });
+        const r = renderError(api, verdict, { requestId: request.id, ip: request.ip, bearer: api.credentials.some((c) => c.type === "bearer" || c.type === "jwt") });
         return reply.code(r.status).headers({ ...r.headers, ...rl }).type(r.contentType).send(r.body);
       }
       reply.headers(rl).header("cache-control", "no-store");

@@ -1,5 +1,5 @@
 import { KeygateError } from "../../lib/errors.js";
-import type { Account, AccountListQuery, AccountPatch, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
+import type { Account, AccountListQuery, AccountPatch, Application, ApplicationListQuery, ApplicationPatch, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
 
 interface Change { seq: number; hash: string; at: number }
 
@@ -20,6 +20,7 @@ export function createMemoryStore(): Store {
   const keys = new Map<string, KeyRecord>();
   const byHash = new Map<string, string>();
   const settings = new Map<string, string>();
+  const applications = new Map<string, Application>();
   const changes: Change[] = [];
   let seq = 0;
   const changed = (hash: string, at: number): void => { changes.push({ seq: ++seq, hash, at }); };
@@ -73,7 +74,8 @@ export function createMemoryStore(): Store {
     async getKey(id) { const k = keys.get(id); return k ? copy(k) : null; },
     async getKeyByHash(hash) { const id = byHash.get(hash); const k = id ? keys.get(id) : undefined; return k ? copy(k) : null; },
     async listKeys(q: KeyListQuery) {
-      const all = [...keys.values()].filter((k) => (q.api === undefined || k.api === q.api) && (q.accountId === undefined || k.accountId === q.accountId));
+      const all = [...keys.values()].filter((k) => (q.api === undefined || k.api === q.api) && (q.accountId === undefined || k.accountId === q.accountId) &&
+        (q.applicationId === undefined || k.applicationId === q.applicationId));
       return sortedAfter(all, q.after, q.limit);
     },
     async updateKey(id, patch, now) { return apply(id, patch, now); },
@@ -104,7 +106,34 @@ export function createMemoryStore(): Store {
     async pruneKeyChanges(before) {
       while (changes.length > 0 && changes[0]!.at < before) changes.shift();
     },
+    async createApplication(application) {
+      for (const a of applications.values()) {
+        if (a.clientId === application.clientId) throw new KeygateError("CLIENT_ID_TAKEN", "An application with this Client ID exists already.", 409);
+      }
+      applications.set(application.id, copy(application));
+    },
+    async getApplication(id) { const a = applications.get(id); return a ? copy(a) : null; },
+    async getApplicationByClientId(clientId) {
+      for (const a of applications.values()) if (a.clientId === clientId) return copy(a);
+      return null;
+    },
+    async listApplications(q: ApplicationListQuery) {
+      const all = [...applications.values()].filter((a) => (q.accountId === undefined || a.accountId === q.accountId) && (q.api === undefined || a.api === q.api));
+      return sortedAfter(all, q.after, q.limit);
+    },
+    async updateApplication(id: string, patch: ApplicationPatch, now: number) {
+      const a = applications.get(id);
+      if (!a) return null;
+      const next = { ...a, ...copy(defined(patch)), updatedAt: now };
+      applications.set(id, next);
+      return copy(next);
+    },
     async getSetting(name) { return settings.get(name) ?? null; },
     async setSetting(name, value) { settings.set(name, value); },
+    async compareAndSetSetting(name, expected, value) {
+      if ((settings.get(name) ?? null) !== expected) return false;
+      settings.set(name, value);
+      return true;
+    },
   };
 }

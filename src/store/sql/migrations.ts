@@ -67,6 +67,25 @@ function migrations(dialect: SqlDialectName): Record<string, Migration> {
       await db.schema.alterTable("accounts").addColumn("ip_allowlists", "text", (c) => c.notNull().defaultTo("{}")).execute();
     },
   },
+  // 0003 was never used: numbers only grow, so a database that ran 0004 never meets an older one.
+  "0005_applications": {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable("applications")
+        .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("account_id", "varchar(64)", (c) => c.notNull().references("accounts.id"))
+        .addColumn("api", "varchar(64)", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("integration_type", "varchar(64)", (c) => c.notNull())
+        .addColumn("features", "text", (c) => c.notNull().defaultTo("[]"))
+        .addColumn("client_id", "varchar(128)", (c) => c.notNull().unique())
+        .addColumn("metadata", "text", (c) => c.notNull().defaultTo("{}"))
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("updated_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("applications_account_idx").on("applications").columns(["account_id", "id"]).execute();
+      await db.schema.createIndex("keys_application_idx").on("keys").columns(["application_id", "id"]).execute();
+    },
+  },
   };
 }
 

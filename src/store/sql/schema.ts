@@ -41,6 +41,19 @@ export interface KeysTable {
   usage_count: ColumnType<number | string, number, number>;
 }
 
+export interface ApplicationsTable {
+  id: string;
+  account_id: string;
+  api: string;
+  name: string;
+  integration_type: string;
+  features: string;
+  client_id: string;
+  metadata: string;
+  created_at: Millis;
+  updated_at: Millis;
+}
+
 export interface SettingsTable {
   name: string;
   value: string;
@@ -56,6 +69,7 @@ export interface KeygateDatabase {
   key_changes: KeyChangesTable;
   accounts: AccountsTable;
   keys: KeysTable;
+  applications: ApplicationsTable;
   settings: SettingsTable;
   kysely_migration?: { name: Generated<string> };
 }

@@ -1,10 +1,10 @@
 import { Migrator, sql } from "kysely";
 import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
 import { KeygateError } from "../../lib/errors.js";
-import type { Account, KeyPatch, KeyRecord, Store } from "../types.js";
+import type { Account, Application, KeyPatch, KeyRecord, Store } from "../types.js";
 import { createMigrationProvider } from "./migrations.js";
 import type { SqlDialectName } from "./migrations.js";
-import type { AccountsTable, KeygateDatabase, KeysTable } from "./schema.js";
+import type { AccountsTable, ApplicationsTable, KeygateDatabase, KeysTable } from "./schema.js";
 
 /** What differs between SQL dialects, supplied by each adapter folder. */
 export interface SqlDialectHooks {
@@ -28,6 +28,14 @@ const numOrNull = (v: number | string | null): number | null => (v === null ? nu
 function toAccount(row: Selectable<AccountsTable>): Account {
   return {
     id: row.id, name: row.name, email: row.email, metadata: JSON.parse(row.metadata), ipAllowlists: JSON.parse(row.ip_allowlists),
+    createdAt: num(row.created_at), updatedAt: num(row.updated_at),
+  };
+}
+
+function toApplication(row: Selectable<ApplicationsTable>): Application {
+  return {
+    id: row.id, accountId: row.account_id, api: row.api, name: row.name, integrationType: row.integration_type,
+    features: JSON.parse(row.features), clientId: row.client_id, metadata: JSON.parse(row.metadata),
     createdAt: num(row.created_at), updatedAt: num(row.updated_at),
   };
 }
@@ -178,6 +186,7 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       let query = db.selectFrom("keys").selectAll().orderBy("id").limit(q.limit);
       if (q.api !== undefined) query = query.where("api", "=", q.api);
       if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
+      if (q.applicationId !== undefined) query = query.where("application_id", "=", q.applicationId);
       if (q.after !== undefined) query = query.where("id", ">", q.after);
       return (await query.execute()).map(toKey);
     },
@@ -235,6 +244,41 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
         .where("seq", "<", (eb) => eb.selectFrom("key_changes").select((e) => e.fn.max("seq").as("max")))
         .execute();
     },
+    async createApplication(a) {
+      try {
+        await db.insertInto("applications").values({
+          id: a.id, account_id: a.accountId, api: a.api, name: a.name, integration_type: a.integrationType,
+          features: JSON.stringify(a.features), client_id: a.clientId, metadata: JSON.stringify(a.metadata),
+          created_at: a.createdAt, updated_at: a.updatedAt,
+        }).execute();
+      } catch (e) {
+        duplicate(e, "CLIENT_ID_TAKEN", "An application with this Client ID exists already.");
+      }
+    },
+    async getApplication(id) {
+      const row = await db.selectFrom("applications").selectAll().where("id", "=", id).executeTakeFirst();
+      return row ? toApplication(row) : null;
+    },
+    async getApplicationByClientId(clientId) {
+      const row = await db.selectFrom("applications").selectAll().where("client_id", "=", clientId).executeTakeFirst();
+      return row ? toApplication(row) : null;
+    },
+    async listApplications(q) {
+      let query = db.selectFrom("applications").selectAll().orderBy("id").limit(q.limit);
+      if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
+      if (q.api !== undefined) query = query.where("api", "=", q.api);
+      if (q.after !== undefined) query = query.where("id", ">", q.after);
+      return (await query.execute()).map(toApplication);
+    },
+    async updateApplication(id, patch, now) {
+      const set: Updateable<ApplicationsTable> = { updated_at: now };
+      if (patch.name !== undefined) set.name = patch.name;
+      if (patch.integrationType !== undefined) set.integration_type = patch.integrationType;
+      if (patch.features !== undefined) set.features = JSON.stringify(patch.features);
+      if (patch.metadata !== undefined) set.metadata = JSON.stringify(patch.metadata);
+      const res = await db.updateTable("applications").set(set).where("id", "=", id).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 0 ? null : this.getApplication(id);
+    },
     async getSetting(name) {
       const row = await db.selectFrom("settings").select("value").where("name", "=", name).executeTakeFirst();
       return row?.value ?? null;
@@ -243,6 +287,14 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       await db.insertInto("settings").values({ name, value })
         .onConflict((oc) => oc.column("name").doUpdateSet({ value }))
         .execute();
+    },
+    async compareAndSetSetting(name, expected, value) {
+      if (expected === null) {
+        const res = await db.insertInto("settings").values({ name, value }).onConflict((oc) => oc.column("name").doNothing()).executeTakeFirst();
+        return Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
+      }
+      const res = await db.updateTable("settings").set({ value }).where("name", "=", name).where("value", "=", expected).executeTakeFirst();
+      return Number(res.numUpdatedRows) > 0;
     },
   };
 
