@@ -525,6 +525,31 @@ describe("imported keys", () => {
   });
 });
 
+describe("JWT credentials", () => {
+  const TOKENS = {
+    apis: [{
+      id: "pay", keyFormat: { prefix: "pk" }, credentials: [{ type: "jwt" }],
+      lockout: { enabled: true, maxAttempts: 5, windowSeconds: 900, blockSeconds: 900 },
+      tokens: { ttlSeconds: 60, endpoints: [{ style: "oauth2", path: "/token" }] },
+    }],
+  };
+
+  test("a token not issued by keygate is INVALID_TOKEN and counts towards the lockout; past exp it is TOKEN_EXPIRED", async () => {
+    const { keygate, clock, accountId } = await setup(TOKENS);
+    const app = await keygate.applications.create({ accountId, api: "pay", name: "App" });
+    const { id, key } = await keygate.keys.create({ api: "pay", accountId, applicationId: app.id });
+    const issued = await keygate.tokens.issue({ api: "pay", clientId: app.clientId, key });
+    assert.ok(issued.ok);
+    const valid = expectCode(await keygate.tokens.verify({ api: "pay", token: issued.token, ip: "203.0.113.9" }), "VALID");
+    assert.equal(valid.keyId, id);
+    const invalid = expectCode(await keygate.tokens.verify({ api: "pay", token: "eyJhbGciOiJub25lIn0.e30.", ip: "203.0.113.9" }), "INVALID_TOKEN");
+    assert.equal(invalid.attemptsLeft, 4);
+    clock.advance(60_000);
+    const expired = expectCode(await keygate.tokens.verify({ api: "pay", token: issued.token, ip: "203.0.113.9" }), "TOKEN_EXPIRED");
+    assert.equal(expired.attemptsLeft, undefined, "an expired genuine token is no failed attempt");
+  });
+});
+
 describe("coverage of verdict codes", () => {
   test("every code in VERDICT_CODES was reached and asserted above", () => {
     assert.deepEqual([...VERDICT_CODES].filter((c) => !seen.has(c)), []);
