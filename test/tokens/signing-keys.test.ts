@@ -38,10 +38,7 @@ describe("JWT signing keys in a shared store", () => {
   });
 
   test("nodes starting at once agree on one active key per algorithm", async () => {
-    // The schema first (SQLite migrations of two processes must not overlap), no keys yet.
-    const schema = createSqliteStore({ filename: join(dir, "race.db") });
-    await schema.migrate();
-    await schema.close();
+    // A fresh file: the nodes race to migrate it too.
     const nodes = await Promise.all([node("race.db"), node("race.db"), node("race.db")]);
     const views = await Promise.all(nodes.map((n) => n.tokens.signingKeys.list()));
     for (const v of views) {

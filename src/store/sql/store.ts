@@ -124,8 +124,15 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
     kind: hooks.kind,
     async migrate() {
       const migrator = new Migrator({ db, provider: createMigrationProvider(hooks.kind) });
-      const { error } = await migrator.migrateToLatest();
-      if (error) throw error;
+      // PostgreSQL serializes migrators with an advisory lock; Kysely's SQLite adapter has no
+      // lock, so two processes opening a fresh file at once can both start the same migration.
+      // The loser's transaction rolls back whole; a second pass then finds the work done.
+      for (let attempt = 1; ; attempt++) {
+        const { error } = await migrator.migrateToLatest();
+        if (!error) return;
+        if (hooks.kind !== "sqlite" || attempt === 5) throw error;
+        await new Promise((r) => setTimeout(r, 20 * attempt));
+      }
     },
     close: () => hooks.close(),
 
