@@ -88,6 +88,11 @@ function configYaml(options: { keyPrefix: string; failureMode: "closed" | "local
     "  - id: pay",
     "    keyFormat: { prefix: ce, environments: [live, test] }",
     "    lockout: { maxAttempts: 5, windowSeconds: 900, blockSeconds: 900 }",
+    // Client ID + API key → JWT: tokens minted on one node verify on every node.
+    "  - id: jwtpay",
+    "    keyFormat: { prefix: jp }",
+    "    credentials: [{ type: jwt }]",
+    "    tokens: { endpoints: [{ style: oauth2, path: /oauth/token }] }",
     "",
   ].join("\n");
 }
@@ -253,6 +258,34 @@ describe("two nodes sharing PostgreSQL and Redis", { skip: PG_AND_REDIS_SKIP }, 
     }
     const sorted = [...seen].sort((a, b) => a - b);
     console.log(`revocation propagation over 5 rounds: min ${sorted[0]!.toFixed(1)} ms, median ${sorted[2]!.toFixed(1)} ms, max ${sorted[4]!.toFixed(1)} ms (change feed polled only every 60 s)`);
+  });
+
+  test("a JWT minted on node1 works on node2 until its key is revoked on node1, then fails there at once", async () => {
+    const app = await call(n1, "POST", "/v1/applications", { accountId: cluster.accountId, api: "jwtpay", name: "App" });
+    assert.equal(app.status, 201, JSON.stringify(app.body));
+    const created = await call(n1, "POST", "/v1/keys", { api: "jwtpay", accountId: cluster.accountId, applicationId: app.body.id });
+    const minted = await fetch(`${n1.url}/oauth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "client_credentials", client_id: app.body.clientId, client_secret: created.body.key }),
+    });
+    assert.equal(minted.status, 200);
+    const { access_token: jwt } = (await minted.json()) as { access_token: string };
+    const check = async (): Promise<{ status: number; code: string | undefined }> => {
+      const res = await fetch(`${n2.url}/_auth/jwtpay`, { headers: { authorization: `Bearer ${jwt}` }, signal: AbortSignal.timeout(5000) });
+      const text = await res.text();
+      return { status: res.status, code: text ? (JSON.parse(text) as { code?: string }).code : undefined };
+    };
+    assert.equal((await check()).status, 200);
+    const revoked = await call(n1, "POST", `/v1/keys/${created.body.id}/revoke`);
+    const ackAt = performance.now();
+    assert.equal(revoked.status, 200);
+    let last = await check();
+    while (last.status === 200 && performance.now() - ackAt < 5000) { await sleep(2); last = await check(); }
+    const after = performance.now() - ackAt;
+    console.log(`JWT revocation propagation node1 → node2: refused ${after.toFixed(1)} ms after the revoke was acknowledged`);
+    assert.deepEqual(last, { status: 401, code: "REVOKED" });
+    assert.ok(after < 500, `took ${after.toFixed(1)} ms`);
   });
 
   test("a rotation on node1 stops the old key on node2 at once, and the successor verifies there", async () => {
