@@ -110,16 +110,22 @@ export const RotateKeyBody = Type.Object({
   gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400, description: "How long the old key keeps working; default 0." })),
 }, { additionalProperties: false });
 
+/** Revoking takes no options; a body, if sent, must be empty so a misspelt option is not ignored. */
+export const RevokeKeyBody = Type.Object({}, { additionalProperties: false });
+
+/** One key to import; `keygate keys import` checks each row of its file against it too. */
+export const ImportKeyItem = Type.Object({
+  accountId: Type.String({ minLength: 1, maxLength: 64 }),
+  key: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "The existing secret, in plaintext." })),
+  hash: Type.Optional(Type.String({ pattern: "^[0-9a-fA-F]{64}$", description: "Or its SHA-256 digest in hex." })),
+  applicationId: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
+  environment: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+  ...keyFields,
+}, { additionalProperties: false });
+
 export const ImportKeysBody = Type.Object({
   api: Type.String({ minLength: 1, maxLength: 64 }),
-  keys: Type.Array(Type.Object({
-    accountId: Type.String({ minLength: 1, maxLength: 64 }),
-    key: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "The existing secret, in plaintext." })),
-    hash: Type.Optional(Type.String({ pattern: "^[0-9a-fA-F]{64}$", description: "Or its SHA-256 digest in hex." })),
-    applicationId: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
-    environment: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
-    ...keyFields,
-  }, { additionalProperties: false }), { minItems: 1, maxItems: 10_000 }),
+  keys: Type.Array(ImportKeyItem, { minItems: 1, maxItems: 10_000 }),
 }, { additionalProperties: false });
 
 export const VerifyBody = Type.Object({
@@ -132,13 +138,16 @@ export const VerifyBody = Type.Object({
 
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
-const Limit = Type.String({ pattern: "^[0-9]{1,3}$", description: "Page size, 1 to 100; default 50." });
+// Out of range is an error, not a silent clamp: a client asking for 500 rows must learn it gets at most 100.
+const Limit = Type.String({ pattern: "^(?:[1-9][0-9]?|100)$", description: "Page size, 1 to 100; default 50." });
+// A cursor is the id of the last row of the previous page; anything else would silently give an empty page.
+const Cursor = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9A-Za-z]{1,60}$`, maxLength: 64, description: "`nextCursor` of the previous page." });
 export const ListKeysQuery = Type.Object({
   api: Type.Optional(Type.String({ maxLength: 64 })), accountId: Type.Optional(Type.String({ maxLength: 64 })),
-  cursor: Type.Optional(Type.String({ maxLength: 64 })), limit: Type.Optional(Limit),
+  cursor: Type.Optional(Cursor("key")), limit: Type.Optional(Limit),
 }, { additionalProperties: false });
 export const ListAccountsQuery = Type.Object({
-  cursor: Type.Optional(Type.String({ maxLength: 64 })), limit: Type.Optional(Limit),
+  cursor: Type.Optional(Cursor("acc")), limit: Type.Optional(Limit),
 }, { additionalProperties: false });
 
 export const KeyPage = page(KeySchema);

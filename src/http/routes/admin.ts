@@ -4,7 +4,7 @@ import type { FastifyInstance } from "fastify";
 import type { Keygate } from "../../keygate.js";
 import {
   AccountPage, AccountSchema, ApiSchemaView, CreateAccountBody, CreateKeyBody, CreatedKeySchema, IdParams, ImportKeysBody,
-  ImportResult, KeyPage, KeySchema, ListAccountsQuery, ListKeysQuery, ProblemSchema, RotateKeyBody, RotateResult,
+  ImportResult, KeyPage, KeySchema, ListAccountsQuery, ListKeysQuery, ProblemSchema, RevokeKeyBody, RotateKeyBody, RotateResult,
   UpdateAccountBody, UpdateKeyBody, VerdictSchema, VerifyBody,
 } from "../schemas.js";
 
@@ -21,7 +21,7 @@ export function registerAdminRoutes(parent: FastifyInstance, keygate: Keygate): 
   });
 
   app.get("/apis", {
-    schema: { tags: ["apis"], summary: "The APIs declared in the config", response: { 200: Type.Object({ data: Type.Array(ApiSchemaView) }) } },
+    schema: { tags: ["apis"], summary: "The APIs declared in the config", response: { 200: Type.Object({ data: Type.Array(ApiSchemaView) }), 401: ProblemSchema } },
   }, async () => ({
     data: [...keygate.apis.values()].map(({ config, codec }) => ({
       id: config.id, name: config.name,
@@ -75,7 +75,7 @@ export function registerAdminRoutes(parent: FastifyInstance, keygate: Keygate): 
   }, async (request) => keygate.keys.update(request.params.id, request.body));
 
   app.post("/keys/:id/revoke", {
-    schema: { tags: ["keys"], summary: "Revoke a key; takes effect on the next request", params: IdParams, response: { 200: KeySchema, ...errors } },
+    schema: { tags: ["keys"], summary: "Revoke a key; takes effect on the next request", description: "Revoking a revoked key changes nothing and answers the key as it is.", params: IdParams, body: RevokeKeyBody, response: { 200: KeySchema, ...errors } },
   }, async (request) => keygate.keys.revoke(request.params.id));
 
   app.post("/keys/:id/rotate", {
@@ -103,5 +103,5 @@ export function registerAdminRoutes(parent: FastifyInstance, keygate: Keygate): 
       description: "Always 200 for a well-formed request: a denied key is a verdict with `valid: false` and a stable `code`.",
       body: VerifyBody, response: { 200: VerdictSchema, ...errors },
     },
-  }, async (request) => keygate.verifyKey(request.body));
+  }, async (request) => keygate.verifyKey(request.body, { source: "verify", requestId: request.id }));
 }
