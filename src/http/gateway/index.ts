@@ -23,12 +23,15 @@ import type { RenderContext, RenderedError } from "../error-styles/index.js";
 import { problem, sendProblem } from "../problem.js";
 import { registerIntrospection } from "../routes/introspection.js";
 import { registerTokenRoutes } from "../routes/tokens.js";
+import { trackVerification } from "../../analytics/http.js";
 
 /**
  * Paths keygate serves itself on its main port. On a shared port no gateway route or prefix
  * may reach into them: the request would silently go to keygate instead of the upstream.
  */
-export const RESERVED_PATHS = ["/v1", "/healthz", "/readyz", "/openapi.json", "/_auth", "/.well-known", "/portal", "/metrics"] as const;
+export const RESERVED_PATHS = [
+  "/v1", "/healthz", "/readyz", "/openapi.json", "/docs", "/_auth", "/.well-known", "/secret-scanning", "/portal", "/metrics",
+] as const;
 
 /** The APIs keygate proxies: those with an `upstream`. */
 export const gatewayApis = (config: KeygateConfig): ApiConfig[] => config.apis.filter((a) => a.upstream !== undefined);
@@ -54,17 +57,29 @@ export function reachesInto(pattern: string, reserved: string): boolean {
 }
 
 /** Where a request to this API comes in: its routes, or everything under its prefix. */
-const reachOf = (api: ApiConfig): Array<{ pattern: string; what: string }> =>
+const reachOf = (api: ApiConfig): Array<{ pattern: string; field: string; what: string }> =>
   api.routes
-    ? api.routes.map((r, i) => ({ pattern: r.path, what: `routes[${i}] (${r.methods.join(",")} ${r.path})` }))
-    : [{ pattern: `${trimPrefix(api.pathPrefix)}/*`, what: `pathPrefix ${JSON.stringify(api.pathPrefix)} (no routes: every path under it)` }];
+    ? api.routes.map((r, i) => ({ pattern: r.path, field: `routes[${i}]`, what: `${r.methods.join(",")} ${r.path}` }))
+    : [{ pattern: `${trimPrefix(api.pathPrefix)}/*`, field: "pathPrefix", what: `${JSON.stringify(api.pathPrefix)} (no routes: every path under it)` }];
+
+/**
+ * The endpoints keygate answers itself for an API's clients, on the main port and on the
+ * gateway port alike: key introspection and the token endpoints.
+ */
+const clientEndpointsOf = (api: ApiConfig): Array<{ path: string; what: string }> => [
+  ...(api.introspection ? [{ path: api.introspection.path, what: "introspection.path" }] : []),
+  ...(api.tokens?.endpoints ?? []).map((e, i) => ({ path: e.path, what: `tokens.endpoints[${i}].path` })),
+];
 
 /**
  * Cross-checks the gateway part of a config, beyond what its schema can say, and throws a
  * {@link ConfigError} naming the API and the field:
+ * - `server.gatewayPort`, when set, is not `server.port`;
  * - an upstream per environment covers every environment of the API's keys (or has `default`);
  * - upstream URLs carry no credentials, query or fragment;
  * - no two gateway APIs share a `pathPrefix`, and every route lies under its API's prefix;
+ * - no route or prefix reaches into another API's introspection or token endpoint, which
+ *   keygate answers itself on either port;
  * - on a shared port (no `server.gatewayPort`), no route or prefix reaches into
  *   {@link RESERVED_PATHS}.
  *
@@ -73,6 +88,12 @@ const reachOf = (api: ApiConfig): Array<{ pattern: string; what: string }> =>
  */
 export function checkGatewayConfig(config: KeygateConfig): void {
   const shared = config.server.gatewayPort === undefined;
+  if (config.server.gatewayPort !== undefined && config.server.gatewayPort !== 0 && config.server.gatewayPort === config.server.port) {
+    throw new ConfigError(
+      `server.gatewayPort: ${config.server.gatewayPort} is also server.port; give the gateway a port of its own, or leave gatewayPort out to share server.port`,
+      { field: "server.gatewayPort" },
+    );
+  }
   const prefixes = new Map<string, string>();
   config.apis.forEach((api, index) => {
     if (api.upstream === undefined) return;
@@ -110,14 +131,25 @@ export function checkGatewayConfig(config: KeygateConfig): void {
       });
     }
 
-    if (!shared) return;
-    for (const { pattern, what } of reachOf(api)) {
-      const hit = RESERVED_PATHS.find((reserved) => reachesInto(pattern, reserved));
-      if (hit) {
+    for (const { pattern, field, what } of reachOf(api)) {
+      for (const other of config.apis) {
+        if (other === api) continue; // an API's own endpoints are meant to be answered by keygate
+        const hit = clientEndpointsOf(other).find((e) => reachesInto(pattern, e.path));
+        if (hit) {
+          throw new ConfigError(
+            `${where}.${field}: ${what} reaches ${hit.path}, the ${hit.what} of API ${other.id}, which keygate answers itself; ` +
+            "requests for it would never reach this API's upstream. Narrow the routes or pathPrefix, or move that endpoint",
+            { api: api.id, field, endpoint: hit.path, of: other.id },
+          );
+        }
+      }
+      if (!shared) continue;
+      const reserved = RESERVED_PATHS.find((r) => reachesInto(pattern, r));
+      if (reserved) {
         throw new ConfigError(
-          `${where}: ${what} collides with keygate's own ${hit} on the shared port; ` +
+          `${where}.${field}: ${what} collides with keygate's own ${reserved} on the shared port; ` +
           "narrow the routes or pathPrefix, or serve the gateway on its own port with server.gatewayPort",
-          { api: api.id, field: api.routes ? "routes" : "pathPrefix", reserved: hit },
+          { api: api.id, field, reserved },
         );
       }
     }
@@ -172,7 +204,7 @@ function readBounded(stream: Readable, limit: number): Promise<Buffer | null> {
     const chunks: Buffer[] = [];
     let size = 0;
     const done = (result: Buffer | null): void => {
-      stream.off("data", onData).off("end", onEnd).off("error", onError);
+      stream.off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose);
       resolve(result);
     };
     const onData = (chunk: Buffer): void => {
@@ -181,8 +213,10 @@ function readBounded(stream: Readable, limit: number): Promise<Buffer | null> {
       chunks.push(chunk);
     };
     const onEnd = (): void => done(Buffer.concat(chunks, size));
-    const onError = (e: Error): void => { stream.off("data", onData).off("end", onEnd); reject(e); };
-    stream.on("data", onData).on("end", onEnd).on("error", onError);
+    // The client's doing (it went away mid-body), not keygate's: a 400 nobody will read, no error log.
+    const onError = (e: Error): void => { stream.off("data", onData).off("end", onEnd).off("close", onClose); reject(Object.assign(e, { statusCode: 400 })); };
+    const onClose = (): void => onError(new Error("The client closed the connection before sending the whole body."));
+    stream.on("data", onData).on("end", onEnd).on("error", onError).on("close", onClose);
   });
 }
 
@@ -252,6 +286,7 @@ async function registerApi(app: FastifyInstance, keygate: Keygate, api: ApiConfi
         }
         try { parsed = JSON.parse(buffered.toString("utf8")); } catch { parsed = undefined; }
       }
+      trackVerification(keygate, request, reply, "gateway");
       const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
       limits = rateLimitHeaders(api, verdict, Date.now());
       if (!verdict.valid) return send(reply, renderError(api, verdict, ctxOf(request)), limits);
@@ -302,19 +337,28 @@ async function registerApi(app: FastifyInstance, keygate: Keygate, api: ApiConfi
   }
 }
 
-/** The request headers the upstream sees: the client's, minus credentials and spoofed identities, plus keygate's. */
+/**
+ * Fields that say who the client is and how it came: a client can write any of them, so the
+ * upstream gets keygate's own statement instead (see {@link forwardHeaders}).
+ */
+const isForwarding = (name: string): boolean => name.startsWith("x-forwarded-") || name === "forwarded" || name === "x-real-ip";
+
+/**
+ * The request headers the upstream sees: the client's, minus credentials, spoofed identities
+ * and forwarding claims, plus keygate's. `X-Forwarded-For` is the chain keygate believed (the
+ * client address it checked allowlists against, then each trusted hop, then the peer), so an
+ * address a client wrote in front of its own never reaches the upstream either.
+ */
 function forwardHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, strip: ReadonlySet<string>, identity: Record<string, string>): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || strip.has(name) || name.startsWith("x-keygate-")) continue;
+    if (value === undefined || strip.has(name) || name.startsWith("x-keygate-") || isForwarding(name)) continue;
     out[name] = value;
   }
-  const peer = request.raw.socket.remoteAddress;
-  const chain = first(headers["x-forwarded-for"]);
-  if (peer) out["x-forwarded-for"] = chain ? `${chain}, ${peer}` : peer;
+  // request.ips runs from the peer back to the first untrusted address; defined only with trustProxy.
+  out["x-forwarded-for"] = request.ips ? [...request.ips].reverse().join(", ") : request.ip;
   out["x-forwarded-proto"] = request.protocol;
-  const host = first(request.headers.host);
-  if (host && !out["x-forwarded-host"]) out["x-forwarded-host"] = host;
+  if (request.host) out["x-forwarded-host"] = request.host;
   out["x-request-id"] = request.id;
   return Object.assign(out, identity);
 }
@@ -365,6 +409,12 @@ export async function buildGatewayServer(options: BuildGatewayServerOptions): Pr
     },
     return503OnClosing: true,
     trustProxy: keygate.config.server.trustedProxies.length ? keygate.config.server.trustedProxies : false,
+    // A URL the router cannot decode (`/%ZZ`) is refused before any route or hook runs:
+    // answer it like every other error here rather than in Fastify's own shape.
+    frameworkErrors: (error, request, reply) => {
+      reply.header("x-request-id", request.id);
+      return sendProblem(reply, problem(request, 400, "BAD_REQUEST", error.message));
+    },
   });
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);

@@ -4,6 +4,7 @@ import { KeygateError } from "../../lib/errors.js";
 import { authenticateRequest, identityHeaders, matchRoute, rateLimitHeaders } from "../authenticate.js";
 import type { CompiledRoute } from "../authenticate.js";
 import { renderError, renderPlainError } from "../error-styles/index.js";
+import { trackVerification } from "../../analytics/http.js";
 
 /** JSON safe for a header value: nginx copies it into a response body verbatim. */
 const headerJson = (body: unknown): string =>
@@ -56,6 +57,7 @@ export function registerForwardAuth(app: FastifyInstance, keygate: Keygate, rout
       if (Buffer.isBuffer(request.body) && request.body.length > 0) {
         try { parsed = JSON.parse(request.body.toString("utf8")); } catch { parsed = undefined; }
       }
+      trackVerification(keygate, request, reply, "forward-auth", original);
       const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
       const rl = rateLimitHeaders(api, verdict, Date.now());
       if (verdict.valid) {
