@@ -1,0 +1,184 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createUsagePipeline, ANALYTICS_DEFAULTS } from "../../src/analytics/pipeline.js";
+import type { AnalyticsSettings } from "../../src/analytics/pipeline.js";
+import type { UsageEvent } from "../../src/analytics/events.js";
+import { createAnalyticsQueries } from "../../src/analytics/query.js";
+import { createManualClock } from "../../src/lib/clock.js";
+import { createMemoryRateLimiter } from "../../src/limits/memory/index.js";
+import { createMemoryStore } from "../../src/store/memory/index.js";
+import { createSqliteStore } from "../../src/store/sqlite/index.js";
+import { KeygateError } from "../../src/lib/errors.js";
+import type { AnalyticsBatch, Store, UsagePeriod } from "../../src/store/types.js";
+
+const T0 = Date.parse("2026-01-01T00:00:00Z");
+const MIN = 60_000;
+
+const unexpected = (e: unknown): void => { throw e; };
+const settings = (over: Partial<AnalyticsSettings> = {}): AnalyticsSettings => ({ ...ANALYTICS_DEFAULTS, ...over });
+
+function event(i: number, over: Partial<UsageEvent> = {}): UsageEvent {
+  const key = i % 2 === 0 ? "key_a" : "key_b";
+  return {
+    at: T0 + i, api: "pay", keyId: key, accountId: key === "key_a" ? "acc_1" : "acc_2", applicationId: null, environment: "live",
+    code: i % 10 === 0 ? "RATE_LIMITED" : "VALID", status: i % 10 === 0 ? 429 : 200, method: "GET", path: "/v1/balance",
+    latencyMs: 0.05 + (i % 7) * 0.3, upstreamMs: null, ip: "203.0.113.45", requestId: `req_${i}`, source: "gateway", ...over,
+  };
+}
+
+/** Totals per key and code of one period, read back through the query API. */
+async function totals(store: Store, interval: UsagePeriod, from = T0 - 86_400_000, to = T0 + 86_400_000): Promise<Record<string, number>> {
+  const queries = createAnalyticsQueries({ store, clock: createManualClock(T0), limiter: createMemoryRateLimiter(), apis: new Map() });
+  const result = await queries.query({ interval, groupBy: "key", from, to });
+  const out: Record<string, number> = {};
+  for (const g of result.data) {
+    out[`${g.group}:VALID`] = g.total.successes;
+    for (const [code, n] of Object.entries(g.total.errorsByCode)) out[`${g.group}:${code}`] = n;
+  }
+  return out;
+}
+
+/** What the events should add up to. */
+function expected(events: UsageEvent[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of events) out[`${e.keyId}:${e.code}`] = (out[`${e.keyId}:${e.code}`] ?? 0) + 1;
+  return out;
+}
+
+describe("usage pipeline", () => {
+  test("a flood is counted exactly at every period while raw logs are reservoir-sampled to maxQueue", async () => {
+    const store = createMemoryStore();
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings({ maxQueue: 500 }), onError: unexpected, timers: false });
+    const events: UsageEvent[] = [];
+    const N = 100_000;
+    for (let i = 0; i < N; i++) {
+      // Spread over three minutes (and so over their hour and day).
+      const e = event(i, { at: T0 + Math.floor((i / N) * 3 * MIN) });
+      events.push(e);
+      pipeline.record({ ...e });
+    }
+    const held = pipeline.stats();
+    assert.equal(held.queuedLogs, 500, "raw logs bounded by maxQueue");
+    assert.equal(held.sampledOut, N - 500);
+    assert.ok(held.pendingCounters <= 3 * 2 * 2 * 7, `counters bounded by distinct (minute, key, code, bin): ${held.pendingCounters}`);
+    await pipeline.flush();
+
+    const want = expected(events);
+    for (const period of ["minute", "hour", "day"] as const) assert.deepEqual(await totals(store, period), want, period);
+    const logs = await store.listRequestLogs({ limit: 10_000 });
+    assert.equal(logs.length, 500);
+    // A uniform sample of the interval, not its first 500 events.
+    assert.ok(logs.some((l) => l.at >= T0 + 2.7 * MIN), "the sample reaches the end of the flood");
+    assert.equal(new Set(logs.map((l) => l.id)).size, 500);
+    assert.deepEqual(pipeline.stats(), { pendingCounters: 0, queuedLogs: 0, sampledOut: N - 500, recorded: N, retrying: false });
+  });
+
+  test("rawLogSampling keeps a fraction of raw logs; counts stay exact", async () => {
+    const store = createMemoryStore();
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings({ rawLogSampling: 0 }), onError: unexpected, timers: false });
+    const events = Array.from({ length: 1000 }, (_, i) => event(i));
+    for (const e of events) pipeline.record({ ...e });
+    await pipeline.flush();
+    assert.deepEqual(await totals(store, "minute"), expected(events));
+    assert.equal((await store.listRequestLogs({ limit: 10 })).length, 0);
+
+    const half = createMemoryStore();
+    const sampled = createUsagePipeline({ store: half, clock: createManualClock(T0), settings: settings({ rawLogSampling: 0.5 }), onError: unexpected, timers: false });
+    for (const e of events) sampled.record({ ...e });
+    await sampled.flush();
+    const kept = (await half.listRequestLogs({ limit: 2000 })).length;
+    assert.ok(kept > 400 && kept < 600, `about half kept: ${kept}`);
+    assert.deepEqual(await totals(half, "hour"), expected(events));
+  });
+
+  test("a failed flush loses nothing, and a batch whose commit was not acknowledged is not counted twice", async () => {
+    const inner = createMemoryStore();
+    let failures = 0;
+    let lostAcks = 0;
+    const attempts: string[] = [];
+    const store: Store = Object.assign(Object.create(inner) as Store, {
+      async recordAnalytics(batch: AnalyticsBatch) {
+        attempts.push(batch.id);
+        if (failures > 0) { failures--; throw new KeygateError("STORE_UNAVAILABLE", "down", 503); }
+        const applied = await inner.recordAnalytics(batch);
+        if (lostAcks > 0) { lostAcks--; throw new KeygateError("STORE_UNAVAILABLE", "connection lost after commit", 503); }
+        return applied;
+      },
+    });
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings(), onError: unexpected, timers: false });
+    const events: UsageEvent[] = [];
+    const record = (n: number): void => {
+      for (let i = 0; i < n; i++) { const e = event(events.length); events.push(e); pipeline.record({ ...e }); }
+    };
+
+    record(50);
+    failures = 2;
+    await assert.rejects(pipeline.flush());
+    record(30); // while the first batch waits for its retry
+    await assert.rejects(pipeline.flush());
+    assert.equal(pipeline.stats().retrying, true);
+    lostAcks = 1;
+    await assert.rejects(pipeline.flush(), /after commit/);
+    record(20);
+    await pipeline.flush(); // the first batch again (skipped by id), then everything since
+    assert.equal(attempts[0], attempts[1]);
+    assert.equal(attempts[0], attempts[2]);
+    assert.equal(attempts[0], attempts[3], "retried under the same id");
+    assert.notEqual(attempts[4], attempts[0]);
+    assert.deepEqual(await totals(inner, "minute"), expected(events));
+    assert.deepEqual(await totals(inner, "day"), expected(events));
+    assert.equal((await inner.listRequestLogs({ limit: 1000 })).length, 100, "each log once");
+    assert.equal(pipeline.stats().retrying, false);
+  });
+
+  test("two nodes writing to one SQLite database add up to exactly what one node would", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "keygate-analytics-"));
+    const shared = createSqliteStore({ filename: join(dir, "shared.db") });
+    const single = createMemoryStore();
+    try {
+      await shared.migrate();
+      const clock = createManualClock(T0);
+      const nodes = [0, 1].map(() => createUsagePipeline({ store: shared, clock, settings: settings(), onError: unexpected, timers: false }));
+      const one = createUsagePipeline({ store: single, clock, settings: settings(), onError: unexpected, timers: false });
+      const events = Array.from({ length: 4000 }, (_, i) => event(i, { at: T0 + i * 30, latencyMs: 0.01 * 1.7 ** (i % 23) }));
+      for (const [i, e] of events.entries()) {
+        nodes[i % 2]!.record({ ...e });
+        one.record({ ...e });
+        if (i % 997 === 0) await Promise.all(nodes.map((n) => n.flush())); // flushes interleave with traffic
+      }
+      await Promise.all([...nodes.map((n) => n.flush()), one.flush()]);
+      const queries = (store: Store) => createAnalyticsQueries({ store, clock, limiter: createMemoryRateLimiter(), apis: new Map() });
+      for (const interval of ["minute", "hour", "day"] as const) {
+        const q = { interval, groupBy: "account" as const, from: T0 - 86_400_000, to: T0 + 86_400_000 };
+        assert.deepEqual(await queries(shared).query(q), await queries(single).query(q), `${interval}: counts and percentiles identical`);
+      }
+      assert.deepEqual(await totals(shared, "hour"), expected(events));
+    } finally {
+      await shared.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("prune keeps each kind of data for its own retention", async () => {
+    const store = createMemoryStore();
+    const clock = createManualClock(T0);
+    const pipeline = createUsagePipeline({ store, clock, settings: settings({ retentionDays: 2, minuteRetentionDays: 1, hourRetentionDays: 3, dayRetentionDays: 0 }), onError: unexpected, timers: false });
+    pipeline.record(event(0));
+    await pipeline.flush();
+    const day = 86_400_000;
+    const span = (interval: UsagePeriod) => (interval === "minute" ? 3_600_000 : 10 * day);
+    const count = async (interval: UsagePeriod) => (await totals(store, interval, T0 - span(interval), T0 + span(interval)))["key_a:RATE_LIMITED"] ?? 0;
+    clock.set(T0 + 1.5 * day);
+    await pipeline.prune();
+    assert.deepEqual([await count("minute"), await count("hour"), await count("day"), (await store.listRequestLogs({ limit: 5 })).length], [0, 1, 1, 1]);
+    clock.set(T0 + 2.5 * day);
+    await pipeline.prune();
+    assert.deepEqual([await count("minute"), await count("hour"), await count("day"), (await store.listRequestLogs({ limit: 5 })).length], [0, 1, 1, 0]);
+    clock.set(T0 + 400 * day);
+    await pipeline.prune();
+    assert.deepEqual([await count("hour"), await count("day")], [0, 1], "day buckets are kept forever with dayRetentionDays 0");
+  });
+});
