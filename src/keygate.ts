@@ -17,6 +17,8 @@ import type { SigningAlgorithm, SigningKeyView } from "./tokens/signing.js";
 import { createTokenService } from "./tokens/service.js";
 import type { IssueTokenInput, IssuedToken, VerifyTokenInput } from "./tokens/service.js";
 import { createUsageRecorder } from "./usage/recorder.js";
+import { createAnalytics } from "./analytics/index.js";
+import type { Analytics, VerifyContext } from "./analytics/index.js";
 import { createVerifier } from "./verify/engine.js";
 import type { InvalidationBus } from "./cluster/invalidation.js";
 import type { KeygateMetrics } from "./ops/metrics.js";
@@ -170,7 +172,10 @@ export interface Keygate {
   readonly config: KeygateConfig;
   readonly store: Store;
   readonly apis: ReadonlyMap<string, ApiRuntime>;
-  verifyKey(request: VerifyRequest): Promise<Verdict>;
+  /** Verifies a key and records a usage event (docs/analytics.md); `context` describes the request. */
+  verifyKey(request: VerifyRequest, context?: VerifyContext): Promise<Verdict>;
+  /** Usage events, aggregates, request logs and the live feed (docs/analytics.md). */
+  readonly analytics: Analytics;
   accounts: {
     create(input: { name: string; email: string; metadata?: Record<string, unknown> | undefined; ipAllowlists?: Record<string, string[]> | undefined }): Promise<AccountView>;
     get(id: string): Promise<AccountView>;
@@ -253,6 +258,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
 
   const usage = createUsageRecorder(store, config.usage.flushIntervalMs, onError);
   options.metrics?.setUsageQueueDepth(() => usage.size());
+  const analytics = createAnalytics({ store, clock, limiter, apis, settings: config.analytics, onError, pendingUsage: (id) => usage.pending(id) });
   // A read the verifier began before a key changed can end after the change's invalidation
   // arrived (from this node, the bus or the feed), and would then cache the old record until
   // the next change-feed poll: a revoked key still valid here for up to changePollMs. Such
@@ -483,7 +489,8 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
 
   return {
     config, store, apis,
-    verifyKey: (request) => verifier.verify(request),
+    analytics,
+    verifyKey: (request, context) => analytics.observe(request.api, request.ip, context, () => verifier.verify(request)),
     accounts: {
       async create(input) {
         const now = clock.now();
@@ -688,7 +695,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     },
     tokens: {
       issue: (input) => (tokenService ?? noTokens()).issue(input),
-      verify: (input) => (tokenService ?? noTokens()).verify(input),
+      verify: (input) => analytics.observe(input.api, input.ip, undefined, () => (tokenService ?? noTokens()).verify(input)),
       jwks: async () => (signing ? signing.jwks() : { keys: [] }),
       signingKeys: {
         list: async () => (signing ? signing.list() : []),
@@ -702,12 +709,16 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
         },
       },
     },
-    flush: () => usage.flush(),
+    async flush() {
+      const [counts, events] = await Promise.allSettled([usage.flush(), analytics.flush()]);
+      for (const r of [counts, events]) if (r.status === "rejected") throw r.reason;
+    },
     syncChanges: pollChanges,
     async close() {
       for (const t of timers) clearInterval(t);
       await bus?.close();
       await usage.close();
+      await analytics.close();
       await limiter.close?.();
       await lockout.close?.();
       await store.close();

@@ -142,6 +142,31 @@ export const ApiSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** What to do with keys found in public code, and where GitHub's partner alerts come from. See docs/secret-scanning.md. */
+export const SecretScanningSchema = Type.Object(
+  {
+    action: Type.Union([Type.Literal("revoke"), Type.Literal("flag")], {
+      default: "revoke",
+      description: "revoke: revoke a leaked key and record the leak in its metadata.leaked; flag: only record it",
+    }),
+    github: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: "Serve POST /secret-scanning/github for GitHub's secret-scanning partner alerts" }),
+        publicKeysUrl: Type.String({
+          pattern: "^https?://", default: "https://api.github.com/meta/public_keys/secret_scanning",
+          description: "GitHub's published signing keys; on GitHub Enterprise Server, https://HOST/api/v3/meta/public_keys/secret_scanning",
+        }),
+        publicKeysToken: Type.Optional(Type.String({ description: "A GitHub token sent with the key request for a higher rate limit; empty for none" })),
+        cacheSeconds: Type.Integer({ minimum: 0, maximum: 7 * 86_400, default: 3600, description: "How long the fetched keys are trusted before they are fetched again" }),
+        refetchIntervalSeconds: Type.Integer({ minimum: 0, maximum: 3600, default: 60, description: "An unknown key id refetches the keys at most this often" }),
+        timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = Type.Object(
   {
     server: Type.Object(
@@ -171,6 +196,20 @@ export const ConfigSchema = Type.Object(
       { flushIntervalMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000 }) },
       { additionalProperties: false, default: {} },
     ),
+    analytics: Type.Object(
+      {
+        flushIntervalMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000, description: "How often usage events are written to the store, in one batch." }),
+        maxQueue: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: "Raw request logs held between two flushes; beyond it they are sampled. Counts never are." }),
+        rawLogSampling: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: "Fraction of requests kept as raw logs (default 1: all; 0: none). Aggregates count every request." })),
+        retentionDays: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Days raw request logs are kept." }),
+        minuteRetentionDays: Type.Integer({ minimum: 1, maximum: 3650, default: 7, description: "Days per-minute aggregates are kept." }),
+        hourRetentionDays: Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: "Days per-hour aggregates are kept." }),
+        dayRetentionDays: Type.Integer({ minimum: 0, maximum: 36_500, default: 0, description: "Days per-day aggregates are kept; 0 keeps them forever." }),
+        pruneIntervalMs: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 3_600_000, description: "How often expired logs and aggregates are deleted." }),
+        heartbeatSeconds: Type.Integer({ minimum: 1, maximum: 300, default: 15, description: "Comment lines on idle /v1/events streams, so proxies keep them open." }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     database: Type.Object(
       {
         url: Type.Optional(Type.String({ description: "postgres://… to use PostgreSQL; empty for SQLite in the data folder. KEYGATE_DATABASE_URL wins." })),
@@ -183,6 +222,32 @@ export const ConfigSchema = Type.Object(
         url: Type.Optional(Type.String({ description: "redis://… for cluster-wide limits, lockouts and invalidation. KEYGATE_REDIS_URL wins." })),
         keyPrefix: Type.String({ default: "keygate:", pattern: "^[A-Za-z0-9:_.-]{0,64}$" }),
         failureMode: Type.Union([Type.Literal("closed"), Type.Literal("local")], { default: "closed" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    secretScanning: SecretScanningSchema,
+    portal: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: "Serve the customer portal at /portal (docs/portal.md)." }),
+        title: Type.String({ minLength: 1, maxLength: 100, default: "Developer portal", description: "The portal's name in its header and page titles." }),
+        signUp: Type.Boolean({ default: true, description: "Anyone may sign up, creating an account and its first user; false: users are created with the root key (POST /v1/portal/users)." }),
+        sessionTtlHours: Type.Number({ minimum: 0.25, maximum: 720, default: 12, description: "A session ends this long after sign-in, however active." }),
+        operatorEmails: Type.Array(Type.String({ minLength: 3, maxLength: 320 }), { default: [], description: "Portal users with these emails are operators: they see every account. Such emails cannot sign up; create them with POST /v1/portal/users." }),
+        operatorOnlyApis: Type.Array(Identifier, { default: [], description: "APIs whose credentials only operators issue, rotate and revoke (no self-service, as the v1 airtime seed)." }),
+        lockout: Type.Object(
+          {
+            maxFailures: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: "Wrong passwords in a row that lock a user's sign-in." }),
+            lockMinutes: Type.Integer({ minimum: 1, maximum: 1440, default: 15 }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        ipRateLimit: Type.Object(
+          {
+            limit: Type.Integer({ minimum: 1, maximum: 100_000, default: 20, description: "Sign-in, sign-up and password attempts per client IP per window (per node)." }),
+            windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

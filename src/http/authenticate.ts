@@ -135,17 +135,45 @@ export async function authenticateRequest(keygate: Keygate, input: AuthenticateI
 /** Headers an authenticated request carries upstream; clients' own copies are dropped. */
 export const IDENTITY_HEADERS = ["x-keygate-key-id", "x-keygate-account-id", "x-keygate-application-id", "x-keygate-scopes", "x-keygate-environment", "x-keygate-request-id"] as const;
 
+const pctEncode = (c: string): string => [...Buffer.from(c, "utf8")].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
+
+/**
+ * A scope as one token of the space-separated `X-Keygate-Scopes`. Scope names are free text
+ * when an API declares none; a space would split one scope in two, and a character outside
+ * Latin-1 or a control character cannot be sent in a header at all (the request would fail).
+ * So everything but the characters scopes are usually made of is percent-encoded as UTF-8:
+ * `orders:read` stays as it is, `a b` becomes `a%20b`.
+ */
+export const encodeScope = (scope: string): string => scope.replace(/[^A-Za-z0-9\-._~:/*!$&'()+,;=@]/gu, pctEncode);
+
+/**
+ * The identity headers of a valid verdict, for the upstream (gateway) or for the proxy to copy
+ * (forward-auth): key, account, application (when the key has one), scopes (space-separated,
+ * see {@link encodeScope}), environment, and the request id.
+ *
+ * @example
+ * identityHeaders(verdict, "req_1");
+ * // { "x-keygate-request-id": "req_1", "x-keygate-key-id": "key_…", "x-keygate-scopes": "orders:read orders:write", … }
+ */
 export function identityHeaders(verdict: Verdict, requestId: string): Record<string, string> {
   const h: Record<string, string> = { "x-keygate-request-id": requestId };
   if (verdict.keyId) h["x-keygate-key-id"] = verdict.keyId;
   if (verdict.accountId) h["x-keygate-account-id"] = verdict.accountId;
   if (verdict.applicationId) h["x-keygate-application-id"] = verdict.applicationId;
-  if (verdict.scopes) h["x-keygate-scopes"] = verdict.scopes.join(" ");
+  if (verdict.scopes) h["x-keygate-scopes"] = verdict.scopes.map(encodeScope).join(" ");
   if (verdict.environment) h["x-keygate-environment"] = verdict.environment;
   return h;
 }
 
-/** X-RateLimit-* (epoch-seconds reset, as the email seed documents) and, optionally, the IETF fields. */
+/**
+ * X-RateLimit-* (epoch-seconds reset, as the email seed documents) and, optionally, the IETF
+ * fields, for a verdict that went through the rate limit; none for one refused before it.
+ * `now` (ms) gives the IETF `t`, the seconds left in the window.
+ *
+ * @example
+ * reply.headers(rateLimitHeaders(api, verdict, Date.now()));
+ * // x-ratelimit-limit: 1000, x-ratelimit-remaining: 998, x-ratelimit-reset: 1767229200
+ */
 export function rateLimitHeaders(api: ApiConfig, verdict: Verdict, now: number): Record<string, string> {
   const rl = verdict.ratelimit;
   if (!rl) return {};

@@ -14,9 +14,13 @@ import { registerForwardAuth } from "./routes/forward-auth.js";
 import { registerIntrospection } from "./routes/introspection.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
 import { registerApplicationRoutes } from "./routes/applications.js";
+import { registerAnalyticsRoutes } from "./routes/analytics.js";
+import { registerApiReference } from "./routes/reference.js";
+import { registerGithubSecretScanning, registerSecretPatternRoutes } from "./routes/secret-scanning.js";
 import { compileRoutes } from "./authenticate.js";
 import { checkGatewayConfig, registerGateway } from "./gateway/index.js";
 import type { CompiledRoute } from "./authenticate.js";
+import { registerPortal } from "../portal/index.js";
 
 export interface BuildServerOptions {
   keygate: Keygate;
@@ -140,6 +144,7 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     }
   });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await app.register(registerApiReference);
 
   // Ready when every dependency answers: the store, and Redis in a cluster.
   app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
@@ -169,12 +174,17 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
   await app.register(async (auth) => registerForwardAuth(auth, options.keygate, routes));
   await app.register(async (introspection) => registerIntrospection(introspection, options.keygate));
   await app.register(async (tokens) => registerTokenRoutes(tokens, options.keygate));
+  await app.register(async (scanning) => registerGithubSecretScanning(scanning, options.keygate));
 
   await app.register(async (admin) => {
     admin.addHook("onRequest", requireRoot);
     registerAdminRoutes(admin, options.keygate);
     registerApplicationRoutes(admin, options.keygate);
+    registerAnalyticsRoutes(admin, options.keygate);
+    registerSecretPatternRoutes(admin, options.keygate);
   }, { prefix: "/v1" });
+  // The customer portal (/portal) and the root key's /v1/portal/users; see docs/portal.md.
+  if (options.keygate.config.portal?.enabled) await app.register(async (portal) => registerPortal(portal, { keygate: options.keygate, rootKeyHash: options.rootKeyHash }));
 
   // Gateway APIs last, so keygate's own routes stay the more specific; with server.gatewayPort
   // they are served by buildGatewayServer instead. Collisions are refused here, at start.

@@ -167,4 +167,192 @@ export interface Store {
    * share and change, such as the JWT signing keys.
    */
   compareAndSetSetting(name: string, expected: string | null, value: string): Promise<boolean>;
+
+  /**
+   * Adds a batch's aggregate counters to the stored ones (upsert-add, exact across nodes) and
+   * inserts its raw logs. Idempotent by `batch.id`: a batch retried after a failure whose commit
+   * may have happened is not counted twice. False when the batch had been applied already.
+   */
+  recordAnalytics(batch: AnalyticsBatch): Promise<boolean>;
+  /** Sums of the aggregate counters per bucket, group, code, metric and bin, in that order; at most `limit` rows. */
+  queryUsage(query: UsageQuery): Promise<UsageQueryRow[]>;
+  /** Raw request logs matching the filter, newest first (by id), older than the `before` cursor. */
+  listRequestLogs(query: RequestLogQuery): Promise<RequestLog[]>;
+  getRequestLog(id: string): Promise<RequestLog | null>;
+  /** Deletes raw logs, aggregate buckets and batch ids older than the retention allows. */
+  pruneAnalytics(retention: AnalyticsRetention): Promise<void>;
+
+  // ---- The customer portal (0007_portal): its users and their sessions. ----
+  /** Throws KeygateError `EMAIL_TAKEN` when another portal user has the email (case-insensitive). */
+  createPortalUser(user: PortalUser): Promise<void>;
+  getPortalUser(id: string): Promise<PortalUser | null>;
+  getPortalUserByEmail(email: string): Promise<PortalUser | null>;
+  listPortalUsers(query: PortalUserListQuery): Promise<PortalUser[]>;
+  updatePortalUser(id: string, patch: PortalUserPatch, now: number): Promise<PortalUser | null>;
+  /** Adds one to the user's failed sign-ins in one atomic step and returns the new count; null when no such user. */
+  addPortalSignInFailure(id: string, now: number): Promise<number | null>;
+  createPortalSession(session: PortalSession): Promise<void>;
+  getPortalSession(idHash: string): Promise<PortalSession | null>;
+  deletePortalSession(idHash: string): Promise<void>;
+  /** Ends every session of a user but `exceptIdHash` (a password change); returns how many ended. */
+  deletePortalSessions(userId: string, exceptIdHash?: string | undefined): Promise<number>;
+  /** Deletes sessions that expired before `before` (epoch ms). */
+  prunePortalSessions(before: number): Promise<void>;
+}
+
+/** The length of an aggregate bucket. Buckets are aligned to the epoch, so days are UTC days. */
+export type UsagePeriod = "minute" | "hour" | "day";
+
+/** What an aggregate row's latency bin measures: keygate's own time, or the upstream's (gateway). */
+export type LatencyMetric = "latency" | "upstream";
+
+/** The dimensions usage can be grouped by. */
+export type UsageGroupBy = "key" | "application" | "account" | "api";
+
+/**
+ * One usage counter: `count` events of one key (null: none identified) with one outcome `code`
+ * whose `metric` fell into latency bin `bin` (see src/analytics/histogram.ts) during one bucket.
+ * Every event adds one to exactly one `latency` row, so a bucket's requests are the sum of its
+ * latency rows. Account, application and environment follow from the key.
+ */
+export interface UsageAggregate {
+  period: UsagePeriod;
+  /** Epoch ms, a multiple of the period's length. */
+  bucketStart: number;
+  api: string;
+  keyId: string | null;
+  accountId: string | null;
+  applicationId: string | null;
+  environment: string | null;
+  code: string;
+  metric: LatencyMetric;
+  bin: number;
+  count: number;
+}
+
+/** One request as the raw log keeps it: everything but the secret. Latencies in microseconds. */
+export interface RequestLog {
+  /** `log_…`, sortable by time. */
+  id: string;
+  at: number;
+  api: string;
+  keyId: string | null;
+  accountId: string | null;
+  applicationId: string | null;
+  environment: string | null;
+  code: string;
+  status: number;
+  method: string | null;
+  /** Without the query string. */
+  path: string | null;
+  latencyUs: number;
+  upstreamUs: number | null;
+  ip: string | null;
+  requestId: string | null;
+  /** gateway, forward-auth, verify or library. */
+  source: string;
+}
+
+/** What one flush writes. */
+export interface AnalyticsBatch {
+  /** Unique per batch and kept on retries: the store applies a batch id once. */
+  id: string;
+  at: number;
+  aggregates: UsageAggregate[];
+  logs: RequestLog[];
+}
+
+/** Equality filters shared by usage and log queries; each given one must match. */
+export interface UsageFilter {
+  api?: string | undefined;
+  keyId?: string | undefined;
+  accountId?: string | undefined;
+  applicationId?: string | undefined;
+  environment?: string | undefined;
+  code?: string | undefined;
+}
+
+export interface UsageQuery extends UsageFilter {
+  period: UsagePeriod;
+  /** Bucket starts from `from` (inclusive) to `to` (exclusive), epoch ms. */
+  from: number;
+  to: number;
+  /** Null: one group over everything that matches. */
+  groupBy: UsageGroupBy | null;
+  limit: number;
+}
+
+export interface UsageQueryRow {
+  bucketStart: number;
+  /** The group's key id, application id, account id or api; null for "none" or no grouping. */
+  group: string | null;
+  code: string;
+  metric: LatencyMetric;
+  bin: number;
+  count: number;
+}
+
+export interface RequestLogQuery extends UsageFilter {
+  /** `at` from (inclusive) and to (exclusive), epoch ms. */
+  from?: number | undefined;
+  to?: number | undefined;
+  status?: number | undefined;
+  /** Only logs with a smaller id: the cursor of the previous page. */
+  before?: string | undefined;
+  limit: number;
+}
+
+/** Cut-offs, epoch ms: rows older than these go. `daysBefore` null keeps day buckets forever. */
+export interface AnalyticsRetention {
+  logsBefore: number;
+  minutesBefore: number;
+  hoursBefore: number;
+  daysBefore: number | null;
+  batchesBefore: number;
+}
+
+/**
+ * A person who signs in to the customer portal: a user of one customer's account, or an
+ * operator (the API provider's staff, `accountId` null) who sees every account.
+ */
+export interface PortalUser {
+  /** `usr_…` */
+  id: string;
+  email: string;
+  name: string;
+  accountId: string | null;
+  operator: boolean;
+  /** `scrypt$N$r$p$salt$hash` (src/portal/password.ts); never the password. */
+  passwordHash: string;
+  /** Wrong passwords since the last successful sign-in or lock. */
+  failedSignIns: number;
+  /** Sign-in is refused until then (epoch ms). */
+  lockedUntil: number | null;
+  passwordChangedAt: number;
+  lastSignInAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The fields of a portal user that change after creation. */
+export type PortalUserPatch = Partial<Pick<PortalUser,
+  "name" | "accountId" | "operator" | "passwordHash" | "passwordChangedAt" | "failedSignIns" | "lockedUntil" | "lastSignInAt">>;
+
+export interface PortalUserListQuery {
+  accountId?: string | undefined;
+  after?: string | undefined;
+  limit: number;
+}
+
+/** A signed-in browser. The cookie holds a random secret; the store only its SHA-256. */
+export interface PortalSession {
+  /** SHA-256 (hex) of the cookie's secret: a copy of the database opens no session. */
+  idHash: string;
+  userId: string;
+  /** The synchronizer token every state-changing request of this session must carry. */
+  csrfToken: string;
+  createdAt: number;
+  expiresAt: number;
+  ip: string | null;
+  userAgent: string | null;
 }

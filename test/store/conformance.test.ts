@@ -17,6 +17,7 @@ import { createSqliteStore } from "../../src/store/sqlite/index.js";
 import { createPostgresStore } from "../../src/store/postgres/index.js";
 import { createTestDatabase, PG_SKIP } from "../support/scale-out.js";
 import type { Account, Application, KeyPatch, KeyRecord, Store } from "../../src/store/types.js";
+import type { AnalyticsBatch, RequestLog, UsageAggregate, UsageQuery, UsageQueryRow } from "../../src/store/types.js";
 
 /** A store for one test, and how to dispose of it and everything it wrote. */
 interface StoreFixture {
@@ -442,5 +443,151 @@ for (const [name, make, skip] of ADAPTERS) {
         assert.deepEqual((await store.listKeys({ applicationId: "app_1", limit: 10 })).map((k) => k.id), [mine.id]);
       }));
     });
+  });
+}
+
+// ---- Analytics: usage counters, raw request logs, batch ids (0006_analytics). ----
+
+const MIN = 60_000;
+const HOUR = 3_600_000;
+let batchSerial = 0;
+
+function aggregate(over: Partial<UsageAggregate> = {}): UsageAggregate {
+  return {
+    period: "minute", bucketStart: T, api: "pay", keyId: "key_1", accountId: "acc_1", applicationId: "app_1", environment: "live",
+    code: "VALID", metric: "latency", bin: 40, count: 1, ...over,
+  };
+}
+
+function batch(aggregates: UsageAggregate[], logs: RequestLog[] = [], id = `bat_${String(++batchSerial).padStart(8, "0")}`): AnalyticsBatch {
+  return { id, at: T, aggregates, logs };
+}
+
+function requestLog(n: number, over: Partial<RequestLog> = {}): RequestLog {
+  return {
+    id: `log_${String(n).padStart(12, "0")}`, at: T + n, api: "pay", keyId: "key_1", accountId: "acc_1", applicationId: null,
+    environment: "live", code: "VALID", status: 200, method: "GET", path: "/v1/balance", latencyUs: 1234, upstreamUs: null,
+    ip: "203.0.113.45", requestId: `req_${n}`, source: "gateway", ...over,
+  };
+}
+
+const usageQuery = (over: Partial<UsageQuery> = {}): UsageQuery => ({ period: "minute", from: T, to: T + HOUR, groupBy: null, limit: 1000, ...over });
+
+/** Rows in one order whatever the database's collation, with only what a test looks at. */
+const sorted = (rows: UsageQueryRow[]): string[] =>
+  rows.map((r) => `${r.bucketStart - T}|${r.group ?? "-"}|${r.code}|${r.metric}|${r.bin}=${r.count}`).sort();
+
+for (const [name, make, skip] of ADAPTERS) {
+  const run = withStore(make);
+
+  describe(`store conformance (analytics): ${name}`, { skip }, () => {
+    test("counters add up across batches; a batch id is applied once", () => run(async (store) => {
+      assert.equal(await store.recordAnalytics(batch([aggregate({ count: 3 }), aggregate({ bin: 41, count: 2 })], [], "bat_a")), true);
+      assert.equal(await store.recordAnalytics(batch([aggregate({ count: 4 })])), true);
+      assert.equal(await store.recordAnalytics(batch([aggregate({ count: 100 })], [requestLog(1)], "bat_a")), false, "a retried batch is skipped");
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery())), ["0|-|VALID|latency|40=7", "0|-|VALID|latency|41=2"]);
+      // The logs of a retried batch are written (an earlier attempt may have failed after the
+      // counters), each at most once.
+      await store.recordAnalytics(batch([], [requestLog(1)], "bat_a"));
+      assert.deepEqual(await store.listRequestLogs({ limit: 10 }), [requestLog(1)]);
+    }));
+
+    test("large counts stay exact", () => run(async (store) => {
+      await store.recordAnalytics(batch([aggregate({ count: 2 ** 40 })]));
+      await store.recordAnalytics(batch([aggregate({ count: 2 ** 40 + 1 })]));
+      assert.deepEqual((await store.queryUsage(usageQuery())).map((r) => r.count), [2 ** 41 + 1]);
+    }));
+
+    test("usage is filtered, grouped and bounded by [from, to)", () => run(async (store) => {
+      await store.recordAnalytics(batch([
+        aggregate({ count: 1 }),
+        aggregate({ keyId: "key_2", applicationId: null, code: "RATE_LIMITED", count: 2 }),
+        aggregate({ keyId: "key_3", accountId: "acc_2", applicationId: "app_2", environment: "test", count: 4 }),
+        aggregate({ keyId: null, accountId: null, applicationId: null, environment: null, code: "NOT_FOUND", bin: 1, count: 8 }),
+        aggregate({ api: "mail", keyId: "key_4", accountId: "acc_2", applicationId: null, bin: 90, count: 16 }),
+        aggregate({ metric: "upstream", bin: 120, count: 1 }),
+        aggregate({ bucketStart: T + MIN, count: 32 }),
+        aggregate({ bucketStart: T + HOUR, count: 64 }),
+        aggregate({ bucketStart: T - MIN, count: 128 }),
+        aggregate({ period: "hour", count: 256 }),
+      ]));
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "account" }))), [
+        "0|-|NOT_FOUND|latency|1=8", "0|acc_1|RATE_LIMITED|latency|40=2", "0|acc_1|VALID|latency|40=1", "0|acc_1|VALID|upstream|120=1",
+        "0|acc_2|VALID|latency|40=4", "0|acc_2|VALID|latency|90=16", "60000|acc_1|VALID|latency|40=32",
+      ]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "application", to: T + MIN }))), [
+        "0|-|NOT_FOUND|latency|1=8", "0|-|RATE_LIMITED|latency|40=2", "0|-|VALID|latency|90=16", "0|app_1|VALID|latency|40=1",
+        "0|app_1|VALID|upstream|120=1", "0|app_2|VALID|latency|40=4",
+      ]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "api", to: T + MIN }))), [
+        "0|mail|VALID|latency|90=16", "0|pay|NOT_FOUND|latency|1=8", "0|pay|RATE_LIMITED|latency|40=2", "0|pay|VALID|latency|40=5", "0|pay|VALID|upstream|120=1",
+      ]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "key", to: T + MIN, code: "VALID" }))), [
+        "0|key_1|VALID|latency|40=1", "0|key_1|VALID|upstream|120=1", "0|key_3|VALID|latency|40=4", "0|key_4|VALID|latency|90=16",
+      ]);
+      // Every filter, ANDed.
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ accountId: "acc_2", environment: "test" }))), ["0|-|VALID|latency|40=4"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ api: "mail", keyId: "key_4" }))), ["0|-|VALID|latency|90=16"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ applicationId: "app_1", accountId: "acc_1", code: "VALID", to: T + MIN }))), ["0|-|VALID|latency|40=1", "0|-|VALID|upstream|120=1"]);
+      assert.deepEqual(await store.queryUsage(usageQuery({ accountId: "acc_1", keyId: "key_3" })), []);
+      // Periods are separate series; the bucket at `to` is excluded, the one at `from` included.
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour" }))), ["0|-|VALID|latency|40=256"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ from: T - MIN, to: T, keyId: "key_1" }))), ["-60000|-|VALID|latency|40=128"]);
+      // Ungrouped sums over keys; the limit caps rows.
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ code: "VALID", to: T + MIN }))), [
+        "0|-|VALID|latency|40=5", "0|-|VALID|latency|90=16", "0|-|VALID|upstream|120=1",
+      ]);
+      assert.equal((await store.queryUsage(usageQuery({ limit: 2 }))).length, 2);
+    }));
+
+    test("request logs read back exactly and list newest first with filters and a cursor", () => run(async (store) => {
+      const odd = requestLog(1, {
+        keyId: null, accountId: null, environment: null, code: "MALFORMED_KEY", status: 401, method: null, path: "/ünï/côdé/🔑/'\"",
+        latencyUs: 0, upstreamUs: 600_000_000, ip: "2001:db8::1", requestId: null, source: "forward-auth",
+      });
+      const logs = [odd, ...Array.from({ length: 6 }, (_, i) => requestLog(i + 2, {
+        keyId: i % 2 ? "key_2" : "key_1", status: i < 3 ? 200 : 429, code: i < 3 ? "VALID" : "RATE_LIMITED", applicationId: i === 5 ? "app_9" : null,
+      }))];
+      await store.recordAnalytics(batch([], logs.slice(0, 4)));
+      await store.recordAnalytics(batch([], logs.slice(3)));
+      assert.deepEqual(await store.getRequestLog(odd.id), odd);
+      assert.equal(await store.getRequestLog("log_000000000099"), null);
+      const ids = (rows: RequestLog[]) => rows.map((r) => Number(r.id.slice(4)));
+      assert.deepEqual(ids(await store.listRequestLogs({ limit: 100 })), [7, 6, 5, 4, 3, 2, 1], "newest first, each once");
+      assert.deepEqual(ids(await store.listRequestLogs({ limit: 3 })), [7, 6, 5]);
+      assert.deepEqual(ids(await store.listRequestLogs({ before: logs[4]!.id, limit: 3 })), [4, 3, 2]);
+      assert.deepEqual(ids(await store.listRequestLogs({ keyId: "key_2", limit: 100 })), [7, 5, 3]);
+      assert.deepEqual(ids(await store.listRequestLogs({ status: 429, limit: 100 })), [7, 6, 5]);
+      assert.deepEqual(ids(await store.listRequestLogs({ code: "RATE_LIMITED", keyId: "key_1", limit: 100 })), [6]);
+      assert.deepEqual(ids(await store.listRequestLogs({ applicationId: "app_9", limit: 100 })), [7]);
+      assert.deepEqual(ids(await store.listRequestLogs({ accountId: "acc_1", api: "pay", environment: "live", limit: 100 })), [7, 6, 5, 4, 3, 2]);
+      assert.deepEqual(ids(await store.listRequestLogs({ from: T + 2, to: T + 4, limit: 100 })), [3, 2], "at in [from, to)");
+      assert.deepEqual(await store.listRequestLogs({ accountId: "acc_none", limit: 100 }), []);
+    }));
+
+    test("prune deletes logs, minute, hour and day buckets and batch ids past their cut-offs", () => run(async (store) => {
+      await store.recordAnalytics(batch([
+        aggregate({ period: "minute", bucketStart: T - MIN }), aggregate({ period: "minute", bucketStart: T }),
+        aggregate({ period: "hour", bucketStart: T - HOUR }), aggregate({ period: "hour", bucketStart: T }),
+        aggregate({ period: "day", bucketStart: T - 86_400_000 }),
+      ], [requestLog(1, { at: T - 1 }), requestLog(2, { at: T })], "bat_old"));
+      await store.pruneAnalytics({ logsBefore: T, minutesBefore: T, hoursBefore: T, daysBefore: null, batchesBefore: T });
+      assert.deepEqual((await store.listRequestLogs({ limit: 10 })).map((l) => l.at), [T]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ from: T - HOUR }))), ["0|-|VALID|latency|40=1"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour", from: T - HOUR }))), ["0|-|VALID|latency|40=1"]);
+      assert.equal((await store.queryUsage(usageQuery({ period: "day", from: T - 86_400_000, to: T }))).length, 1, "day buckets kept when daysBefore is null");
+      await store.pruneAnalytics({ logsBefore: 0, minutesBefore: 0, hoursBefore: 0, daysBefore: T, batchesBefore: T + 1 });
+      assert.equal((await store.queryUsage(usageQuery({ period: "day", from: T - 86_400_000, to: T }))).length, 0);
+      // Its id forgotten, the batch would count again: ids are kept far longer than any retry waits.
+      assert.equal(await store.recordAnalytics(batch([], [], "bat_old")), true);
+    }));
+
+    test("concurrent batches of several writers add up exactly", () => run(async (store) => {
+      const rows = (n: number) => [aggregate({ count: n }), aggregate({ bin: 41, count: n }), aggregate({ period: "hour", count: n }), aggregate({ keyId: "key_2", count: n })];
+      await Promise.all(Array.from({ length: 12 }, (_, i) => store.recordAnalytics(batch(i % 2 ? rows(1) : [...rows(1)].reverse(), [requestLog(100 + i)]))));
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "key" }))), ["0|key_1|VALID|latency|40=12", "0|key_1|VALID|latency|41=12", "0|key_2|VALID|latency|40=12"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour" }))), ["0|-|VALID|latency|40=12"]);
+      assert.equal((await store.listRequestLogs({ limit: 100 })).length, 12);
+    }));
   });
 }

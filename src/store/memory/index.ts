@@ -1,5 +1,7 @@
 import { KeygateError } from "../../lib/errors.js";
 import type { Account, AccountListQuery, AccountPatch, Application, ApplicationListQuery, ApplicationPatch, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
+import type { RequestLog, UsageAggregate, UsageFilter, UsageQueryRow } from "../types.js";
+import type { PortalSession, PortalUser } from "../types.js";
 
 interface Change { seq: number; hash: string; at: number }
 
@@ -41,6 +43,8 @@ export function createMemoryStore(): Store {
     kind: "memory",
     async migrate() {},
     async close() {},
+    ...memoryAnalytics(),
+    ...memoryPortal(),
     async createAccount(account) {
       const email = account.email.toLowerCase();
       for (const a of accounts.values()) {
@@ -134,6 +138,118 @@ export function createMemoryStore(): Store {
       if ((settings.get(name) ?? null) !== expected) return false;
       settings.set(name, value);
       return true;
+    },
+  };
+}
+
+/** The analytics half of the memory store: the same semantics as the SQL one, in maps. */
+function memoryAnalytics(): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
+  const aggregates = new Map<string, UsageAggregate>();
+  const logs = new Map<string, RequestLog>();
+  const batches = new Map<string, number>();
+  const matches = (row: Pick<RequestLog, "api" | "keyId" | "accountId" | "applicationId" | "environment" | "code">, f: UsageFilter): boolean =>
+    (f.api === undefined || row.api === f.api) && (f.keyId === undefined || row.keyId === f.keyId) &&
+    (f.accountId === undefined || row.accountId === f.accountId) && (f.applicationId === undefined || row.applicationId === f.applicationId) &&
+    (f.environment === undefined || row.environment === f.environment) && (f.code === undefined || row.code === f.code);
+  const dimension = { key: "keyId", application: "applicationId", account: "accountId", api: "api" } as const;
+
+  return {
+    async recordAnalytics(batch) {
+      // Logs by their own ids, whether or not the counters were applied before (as in SQL).
+      for (const l of batch.logs) if (!logs.has(l.id)) logs.set(l.id, { ...l });
+      if (batches.has(batch.id)) return false;
+      batches.set(batch.id, batch.at);
+      for (const a of batch.aggregates) {
+        const id = [a.period, a.bucketStart, a.api, a.keyId ?? "", a.code, a.metric, a.bin].join("\u0000");
+        const cur = aggregates.get(id);
+        if (cur) cur.count += a.count;
+        else aggregates.set(id, { ...a });
+      }
+      return true;
+    },
+    async queryUsage(q) {
+      const sums = new Map<string, UsageQueryRow>();
+      for (const a of aggregates.values()) {
+        if (a.period !== q.period || a.bucketStart < q.from || a.bucketStart >= q.to || !matches(a, q)) continue;
+        const group = q.groupBy === null ? null : a[dimension[q.groupBy]] || null;
+        const id = [a.bucketStart, group ?? "", a.code, a.metric, a.bin].join("\u0000");
+        const cur = sums.get(id);
+        if (cur) cur.count += a.count;
+        else sums.set(id, { bucketStart: a.bucketStart, group, code: a.code, metric: a.metric, bin: a.bin, count: a.count });
+      }
+      const order = (a: UsageQueryRow, b: UsageQueryRow): number =>
+        a.bucketStart - b.bucketStart || ((a.group ?? "") < (b.group ?? "") ? -1 : (a.group ?? "") > (b.group ?? "") ? 1 : 0) ||
+        (a.code < b.code ? -1 : a.code > b.code ? 1 : 0) || (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0) || a.bin - b.bin;
+      return [...sums.values()].sort(order).slice(0, q.limit);
+    },
+    async listRequestLogs(q) {
+      return [...logs.values()]
+        .filter((l) => matches(l, q) && (q.status === undefined || l.status === q.status) && (q.from === undefined || l.at >= q.from) &&
+          (q.to === undefined || l.at < q.to) && (q.before === undefined || l.id < q.before))
+        .sort((a, b) => (a.id < b.id ? 1 : -1))
+        .slice(0, q.limit)
+        .map((l) => ({ ...l }));
+    },
+    async getRequestLog(id) { const l = logs.get(id); return l ? { ...l } : null; },
+    async pruneAnalytics(r) {
+      for (const [id, l] of logs) if (l.at < r.logsBefore) logs.delete(id);
+      for (const [id, a] of aggregates) {
+        const before = a.period === "minute" ? r.minutesBefore : a.period === "hour" ? r.hoursBefore : r.daysBefore;
+        if (before !== null && a.bucketStart < before) aggregates.delete(id);
+      }
+      for (const [id, at] of batches) if (at < r.batchesBefore) batches.delete(id);
+    },
+  };
+}
+
+/** The portal half of the memory store: users by id and their sessions by the hash of their id. */
+function memoryPortal(): Pick<Store, "createPortalUser" | "getPortalUser" | "getPortalUserByEmail" | "listPortalUsers" | "updatePortalUser" |
+  "addPortalSignInFailure" | "createPortalSession" | "getPortalSession" | "deletePortalSession" | "deletePortalSessions" | "prunePortalSessions"> {
+  const users = new Map<string, PortalUser>();
+  const sessions = new Map<string, PortalSession>();
+  return {
+    async createPortalUser(user) {
+      const email = user.email.toLowerCase();
+      for (const u of users.values()) {
+        if (u.email.toLowerCase() === email) throw new KeygateError("EMAIL_TAKEN", `A portal user with email ${user.email} exists already.`, 409);
+      }
+      users.set(user.id, copy(user));
+    },
+    async getPortalUser(id) { const u = users.get(id); return u ? copy(u) : null; },
+    async getPortalUserByEmail(email) {
+      const e = email.toLowerCase();
+      for (const u of users.values()) if (u.email.toLowerCase() === e) return copy(u);
+      return null;
+    },
+    async listPortalUsers(q) {
+      return [...users.values()]
+        .filter((u) => (q.accountId === undefined || u.accountId === q.accountId) && (q.after === undefined || u.id > q.after))
+        .sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, q.limit).map(copy);
+    },
+    async updatePortalUser(id, patch, now) {
+      const u = users.get(id);
+      if (!u) return null;
+      const next = { ...u, ...defined(patch), updatedAt: now };
+      users.set(id, next);
+      return copy(next);
+    },
+    async addPortalSignInFailure(id, now) {
+      const u = users.get(id);
+      if (!u) return null;
+      u.failedSignIns += 1;
+      u.updatedAt = now;
+      return u.failedSignIns;
+    },
+    async createPortalSession(session) { sessions.set(session.idHash, copy(session)); },
+    async getPortalSession(idHash) { const s = sessions.get(idHash); return s ? copy(s) : null; },
+    async deletePortalSession(idHash) { sessions.delete(idHash); },
+    async deletePortalSessions(userId, exceptIdHash) {
+      let n = 0;
+      for (const [h, s] of sessions) if (s.userId === userId && h !== exceptIdHash) { sessions.delete(h); n++; }
+      return n;
+    },
+    async prunePortalSessions(before) {
+      for (const [h, s] of sessions) if (s.expiresAt < before) sessions.delete(h);
     },
   };
 }

@@ -86,6 +86,83 @@ function migrations(dialect: SqlDialectName): Record<string, Migration> {
       await db.schema.createIndex("keys_application_idx").on("keys").columns(["application_id", "id"]).execute();
     },
   },
+  "0006_analytics": {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable("usage_aggregates")
+        .addColumn("period", "varchar(8)", (c) => c.notNull())
+        .addColumn("bucket_start", "bigint", (c) => c.notNull())
+        .addColumn("api", "varchar(64)", (c) => c.notNull())
+        .addColumn("key_id", "varchar(64)", (c) => c.notNull())
+        .addColumn("account_id", "varchar(64)", (c) => c.notNull())
+        .addColumn("application_id", "varchar(64)", (c) => c.notNull())
+        .addColumn("environment", "varchar(32)", (c) => c.notNull())
+        .addColumn("code", "varchar(64)", (c) => c.notNull())
+        .addColumn("metric", "varchar(16)", (c) => c.notNull())
+        .addColumn("bin", "integer", (c) => c.notNull())
+        .addColumn("count", "bigint", (c) => c.notNull())
+        .addPrimaryKeyConstraint("usage_aggregates_pk", ["period", "bucket_start", "api", "key_id", "code", "metric", "bin"])
+        .execute();
+      await db.schema.createIndex("usage_aggregates_account_idx").on("usage_aggregates").columns(["account_id", "period", "bucket_start"]).execute();
+      await db.schema.createIndex("usage_aggregates_key_idx").on("usage_aggregates").columns(["key_id", "period", "bucket_start"]).execute();
+      await db.schema.createTable("request_logs")
+        .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("at", "bigint", (c) => c.notNull())
+        .addColumn("api", "varchar(64)", (c) => c.notNull())
+        .addColumn("key_id", "varchar(64)")
+        .addColumn("account_id", "varchar(64)")
+        .addColumn("application_id", "varchar(64)")
+        .addColumn("environment", "varchar(32)")
+        .addColumn("code", "varchar(64)", (c) => c.notNull())
+        .addColumn("status", "integer", (c) => c.notNull())
+        .addColumn("method", "varchar(16)")
+        .addColumn("path", "text")
+        .addColumn("latency_us", "bigint", (c) => c.notNull())
+        .addColumn("upstream_us", "bigint")
+        .addColumn("ip", "varchar(64)")
+        .addColumn("request_id", "varchar(128)")
+        .addColumn("source", "varchar(16)", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("request_logs_at_idx").on("request_logs").column("at").execute();
+      await db.schema.createIndex("request_logs_account_idx").on("request_logs").columns(["account_id", "id"]).execute();
+      await db.schema.createIndex("request_logs_key_idx").on("request_logs").columns(["key_id", "id"]).execute();
+      await db.schema.createTable("analytics_batches")
+        .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("analytics_batches_at_idx").on("analytics_batches").column("at").execute();
+    },
+  },
+  "0007_portal": {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable("portal_users")
+        .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("email", "text", (c) => c.notNull())
+        .addColumn("email_lower", "varchar(320)", (c) => c.notNull().unique())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("account_id", "varchar(64)", (c) => c.references("accounts.id"))
+        .addColumn("operator", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("password_hash", "text", (c) => c.notNull())
+        .addColumn("failed_sign_ins", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("locked_until", "bigint")
+        .addColumn("password_changed_at", "bigint", (c) => c.notNull())
+        .addColumn("last_sign_in_at", "bigint")
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("updated_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("portal_users_account_idx").on("portal_users").columns(["account_id", "id"]).execute();
+      await db.schema.createTable("portal_sessions")
+        .addColumn("id_hash", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("user_id", "varchar(64)", (c) => c.notNull().references("portal_users.id"))
+        .addColumn("csrf_token", "varchar(128)", (c) => c.notNull())
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("expires_at", "bigint", (c) => c.notNull())
+        .addColumn("ip", "varchar(64)")
+        .addColumn("user_agent", "text")
+        .execute();
+      await db.schema.createIndex("portal_sessions_user_idx").on("portal_sessions").column("user_id").execute();
+      await db.schema.createIndex("portal_sessions_expires_idx").on("portal_sessions").column("expires_at").execute();
+    },
+  },
   };
 }
 

@@ -65,7 +65,83 @@ export interface KeyChangesTable {
   at: Millis;
 }
 
+/**
+ * Usage counters (0006_analytics). Absent ids are stored as '' rather than NULL, because they
+ * are part of the primary key that upserts add on.
+ */
+export interface UsageAggregatesTable {
+  period: string;
+  bucket_start: Millis;
+  api: string;
+  key_id: string;
+  account_id: string;
+  application_id: string;
+  environment: string;
+  code: string;
+  metric: string;
+  bin: number;
+  count: ColumnType<number | string, number, number>;
+}
+
+export interface RequestLogsTable {
+  id: string;
+  at: Millis;
+  api: string;
+  key_id: string | null;
+  account_id: string | null;
+  application_id: string | null;
+  environment: string | null;
+  code: string;
+  status: number;
+  method: string | null;
+  path: string | null;
+  latency_us: ColumnType<number | string, number, number>;
+  upstream_us: ColumnType<number | string | null, number | null, number | null>;
+  ip: string | null;
+  request_id: string | null;
+  source: string;
+}
+
+/** Ids of analytics batches already applied, so a retried batch is not counted twice. */
+export interface AnalyticsBatchesTable {
+  id: string;
+  at: Millis;
+}
+
+/** Users of the customer portal (0007_portal). */
+export interface PortalUsersTable {
+  id: string;
+  email: string;
+  email_lower: string;
+  name: string;
+  account_id: string | null;
+  operator: number;
+  password_hash: string;
+  failed_sign_ins: ColumnType<number, number | undefined, number>;
+  locked_until: Millis | null;
+  password_changed_at: Millis;
+  last_sign_in_at: Millis | null;
+  created_at: Millis;
+  updated_at: Millis;
+}
+
+/** Signed-in browsers of the portal, by the SHA-256 of their cookie's secret. */
+export interface PortalSessionsTable {
+  id_hash: string;
+  user_id: string;
+  csrf_token: string;
+  created_at: Millis;
+  expires_at: Millis;
+  ip: string | null;
+  user_agent: string | null;
+}
+
 export interface KeygateDatabase {
+  portal_users: PortalUsersTable;
+  portal_sessions: PortalSessionsTable;
+  usage_aggregates: UsageAggregatesTable;
+  request_logs: RequestLogsTable;
+  analytics_batches: AnalyticsBatchesTable;
   key_changes: KeyChangesTable;
   accounts: AccountsTable;
   keys: KeysTable;

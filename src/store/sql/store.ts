@@ -2,9 +2,13 @@ import { Migrator, sql } from "kysely";
 import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
 import { KeygateError } from "../../lib/errors.js";
 import type { Account, Application, KeyPatch, KeyRecord, Store } from "../types.js";
+import type { AnalyticsBatch, RequestLog, UsageAggregate, UsageQueryRow } from "../types.js";
 import { createMigrationProvider } from "./migrations.js";
 import type { SqlDialectName } from "./migrations.js";
 import type { AccountsTable, ApplicationsTable, KeygateDatabase, KeysTable } from "./schema.js";
+import type { RequestLogsTable } from "./schema.js";
+import type { PortalSessionsTable, PortalUsersTable } from "./schema.js";
+import type { PortalSession, PortalUser } from "../types.js";
 
 /** What differs between SQL dialects, supplied by each adapter folder. */
 export interface SqlDialectHooks {
@@ -135,6 +139,8 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       }
     },
     close: () => hooks.close(),
+    ...sqlAnalytics(db),
+    ...sqlPortal(db, hooks),
 
     async createAccount(a) {
       try {
@@ -322,4 +328,205 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
     };
   }
   return store;
+}
+
+// ---- Analytics (0006_analytics): usage counters, raw request logs, applied batch ids. ----
+
+/** Rows per statement: under every driver's bound-parameter limit (16 columns × 500). */
+const ANALYTICS_CHUNK = 500;
+const AGGREGATE_KEY = ["period", "bucket_start", "api", "key_id", "code", "metric", "bin"] as const;
+const GROUP_COLUMNS = { key: "key_id", application: "application_id", account: "account_id", api: "api" } as const;
+
+/** Primary-key order, so that concurrent flushes of several nodes lock rows in one order and never deadlock. */
+const byAggregateKey = (a: UsageAggregate, b: UsageAggregate): number =>
+  cmp(a.period, b.period) || a.bucketStart - b.bucketStart || cmp(a.api, b.api) || cmp(a.keyId ?? "", b.keyId ?? "") ||
+  cmp(a.code, b.code) || cmp(a.metric, b.metric) || a.bin - b.bin;
+/** Code-unit order, the same on every node whatever its locale. */
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function toRequestLog(row: Selectable<RequestLogsTable>): RequestLog {
+  return {
+    id: row.id, at: num(row.at), api: row.api, keyId: row.key_id, accountId: row.account_id, applicationId: row.application_id,
+    environment: row.environment, code: row.code, status: row.status, method: row.method, path: row.path,
+    latencyUs: num(row.latency_us), upstreamUs: numOrNull(row.upstream_us), ip: row.ip, requestId: row.request_id, source: row.source,
+  };
+}
+
+/** The analytics half of the SQL store; the same statements serve SQLite and PostgreSQL. */
+function sqlAnalytics(db: Kysely<KeygateDatabase>): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
+  return {
+    async recordAnalytics(batch: AnalyticsBatch) {
+      // Counters and the batch id commit together: a batch whose commit was not acknowledged
+      // is retried with the same id and then skipped, so no count is ever added twice.
+      const fresh = await db.transaction().execute(async (trx) => {
+        const claimed = await trx.insertInto("analytics_batches").values({ id: batch.id, at: batch.at })
+          .onConflict((oc) => oc.column("id").doNothing()).executeTakeFirst();
+        if (Number(claimed.numInsertedOrUpdatedRows ?? 0) === 0) return false;
+        const rows = [...batch.aggregates].sort(byAggregateKey).map((a) => ({
+          period: a.period, bucket_start: a.bucketStart, api: a.api, key_id: a.keyId ?? "", account_id: a.accountId ?? "",
+          application_id: a.applicationId ?? "", environment: a.environment ?? "", code: a.code, metric: a.metric, bin: a.bin, count: a.count,
+        }));
+        for (let i = 0; i < rows.length; i += ANALYTICS_CHUNK) {
+          await trx.insertInto("usage_aggregates").values(rows.slice(i, i + ANALYTICS_CHUNK))
+            .onConflict((oc) => oc.columns([...AGGREGATE_KEY]).doUpdateSet((eb) => ({ count: eb("usage_aggregates.count", "+", eb.ref("excluded.count")) })))
+            .execute();
+        }
+        return true;
+      });
+      // Logs outside that transaction, so a large batch does not hold the (SQLite: only) connection
+      // for long; their ids make a retry insert each one once.
+      for (let i = 0; i < batch.logs.length; i += ANALYTICS_CHUNK) {
+        await db.insertInto("request_logs").values(batch.logs.slice(i, i + ANALYTICS_CHUNK).map((l) => ({
+          id: l.id, at: l.at, api: l.api, key_id: l.keyId, account_id: l.accountId, application_id: l.applicationId,
+          environment: l.environment, code: l.code, status: l.status, method: l.method, path: l.path,
+          latency_us: l.latencyUs, upstream_us: l.upstreamUs, ip: l.ip, request_id: l.requestId, source: l.source,
+        }))).onConflict((oc) => oc.column("id").doNothing()).execute();
+      }
+      return fresh;
+    },
+    async queryUsage(q) {
+      const groupColumn = q.groupBy === null ? null : GROUP_COLUMNS[q.groupBy];
+      let query = db.selectFrom("usage_aggregates")
+        .select((eb) => [
+          "bucket_start", "code", "metric", "bin", eb.fn.sum<number | string>("count").as("total"),
+          (groupColumn === null ? sql<string>`''` : sql<string>`${sql.ref(groupColumn)}`).as("grp"),
+        ])
+        .where("period", "=", q.period).where("bucket_start", ">=", q.from).where("bucket_start", "<", q.to);
+      if (q.api !== undefined) query = query.where("api", "=", q.api);
+      if (q.keyId !== undefined) query = query.where("key_id", "=", q.keyId);
+      if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
+      if (q.applicationId !== undefined) query = query.where("application_id", "=", q.applicationId);
+      if (q.environment !== undefined) query = query.where("environment", "=", q.environment);
+      if (q.code !== undefined) query = query.where("code", "=", q.code);
+      const grouped = groupColumn === null
+        ? query.groupBy(["bucket_start", "code", "metric", "bin"]).orderBy("bucket_start").orderBy("code").orderBy("metric").orderBy("bin")
+        : query.groupBy(["bucket_start", groupColumn, "code", "metric", "bin"]).orderBy("bucket_start").orderBy(groupColumn).orderBy("code").orderBy("metric").orderBy("bin");
+      const rows = await grouped.limit(q.limit).execute();
+      return rows.map((r): UsageQueryRow => ({
+        bucketStart: num(r.bucket_start), group: r.grp === "" ? null : r.grp, code: r.code,
+        metric: r.metric as UsageQueryRow["metric"], bin: Number(r.bin), count: num(r.total),
+      }));
+    },
+    async listRequestLogs(q) {
+      let query = db.selectFrom("request_logs").selectAll().orderBy("id", "desc").limit(q.limit);
+      if (q.api !== undefined) query = query.where("api", "=", q.api);
+      if (q.keyId !== undefined) query = query.where("key_id", "=", q.keyId);
+      if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
+      if (q.applicationId !== undefined) query = query.where("application_id", "=", q.applicationId);
+      if (q.environment !== undefined) query = query.where("environment", "=", q.environment);
+      if (q.code !== undefined) query = query.where("code", "=", q.code);
+      if (q.status !== undefined) query = query.where("status", "=", q.status);
+      if (q.from !== undefined) query = query.where("at", ">=", q.from);
+      if (q.to !== undefined) query = query.where("at", "<", q.to);
+      if (q.before !== undefined) query = query.where("id", "<", q.before);
+      return (await query.execute()).map(toRequestLog);
+    },
+    async getRequestLog(id) {
+      const row = await db.selectFrom("request_logs").selectAll().where("id", "=", id).executeTakeFirst();
+      return row ? toRequestLog(row) : null;
+    },
+    async pruneAnalytics(r) {
+      await db.deleteFrom("request_logs").where("at", "<", r.logsBefore).execute();
+      await db.deleteFrom("usage_aggregates").where("period", "=", "minute").where("bucket_start", "<", r.minutesBefore).execute();
+      await db.deleteFrom("usage_aggregates").where("period", "=", "hour").where("bucket_start", "<", r.hoursBefore).execute();
+      if (r.daysBefore !== null) await db.deleteFrom("usage_aggregates").where("period", "=", "day").where("bucket_start", "<", r.daysBefore).execute();
+      await db.deleteFrom("analytics_batches").where("at", "<", r.batchesBefore).execute();
+    },
+  };
+}
+
+// ---- The customer portal (0007_portal): users and sessions. ----
+
+type PortalMethods = "createPortalUser" | "getPortalUser" | "getPortalUserByEmail" | "listPortalUsers" | "updatePortalUser" |
+  "addPortalSignInFailure" | "createPortalSession" | "getPortalSession" | "deletePortalSession" | "deletePortalSessions" | "prunePortalSessions";
+
+function toPortalUser(row: Selectable<PortalUsersTable>): PortalUser {
+  return {
+    id: row.id, email: row.email, name: row.name, accountId: row.account_id, operator: Boolean(row.operator),
+    passwordHash: row.password_hash, failedSignIns: Number(row.failed_sign_ins), lockedUntil: numOrNull(row.locked_until),
+    passwordChangedAt: num(row.password_changed_at), lastSignInAt: numOrNull(row.last_sign_in_at),
+    createdAt: num(row.created_at), updatedAt: num(row.updated_at),
+  };
+}
+
+function toPortalSession(row: Selectable<PortalSessionsTable>): PortalSession {
+  return {
+    idHash: row.id_hash, userId: row.user_id, csrfToken: row.csrf_token, createdAt: num(row.created_at),
+    expiresAt: num(row.expires_at), ip: row.ip, userAgent: row.user_agent,
+  };
+}
+
+/** The portal half of the SQL store; the same statements serve SQLite and PostgreSQL. */
+function sqlPortal(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick<Store, PortalMethods> {
+  const getUser = async (id: string): Promise<PortalUser | null> => {
+    const row = await db.selectFrom("portal_users").selectAll().where("id", "=", id).executeTakeFirst();
+    return row ? toPortalUser(row) : null;
+  };
+  return {
+    async createPortalUser(u) {
+      try {
+        await db.insertInto("portal_users").values({
+          id: u.id, email: u.email, email_lower: u.email.toLowerCase(), name: u.name, account_id: u.accountId,
+          operator: u.operator ? 1 : 0, password_hash: u.passwordHash, failed_sign_ins: u.failedSignIns, locked_until: u.lockedUntil,
+          password_changed_at: u.passwordChangedAt, last_sign_in_at: u.lastSignInAt, created_at: u.createdAt, updated_at: u.updatedAt,
+        }).execute();
+      } catch (e) {
+        if (hooks.isUniqueViolation(e)) throw new KeygateError("EMAIL_TAKEN", `A portal user with email ${u.email} exists already.`, 409);
+        throw e;
+      }
+    },
+    getPortalUser: getUser,
+    async getPortalUserByEmail(email) {
+      const row = await db.selectFrom("portal_users").selectAll().where("email_lower", "=", email.toLowerCase()).executeTakeFirst();
+      return row ? toPortalUser(row) : null;
+    },
+    async listPortalUsers(q) {
+      let query = db.selectFrom("portal_users").selectAll().orderBy("id").limit(q.limit);
+      if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
+      if (q.after !== undefined) query = query.where("id", ">", q.after);
+      return (await query.execute()).map(toPortalUser);
+    },
+    async updatePortalUser(id, p, now) {
+      const set: Updateable<PortalUsersTable> = { updated_at: now };
+      if (p.name !== undefined) set.name = p.name;
+      if (p.accountId !== undefined) set.account_id = p.accountId;
+      if (p.operator !== undefined) set.operator = p.operator ? 1 : 0;
+      if (p.passwordHash !== undefined) set.password_hash = p.passwordHash;
+      if (p.passwordChangedAt !== undefined) set.password_changed_at = p.passwordChangedAt;
+      if (p.failedSignIns !== undefined) set.failed_sign_ins = p.failedSignIns;
+      if (p.lockedUntil !== undefined) set.locked_until = p.lockedUntil;
+      if (p.lastSignInAt !== undefined) set.last_sign_in_at = p.lastSignInAt;
+      const res = await db.updateTable("portal_users").set(set).where("id", "=", id).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 0 ? null : getUser(id);
+    },
+    async addPortalSignInFailure(id, now) {
+      // One statement, so concurrent wrong guesses are all counted (no read-modify-write race).
+      const row = await db.updateTable("portal_users")
+        .set({ failed_sign_ins: sql<number>`failed_sign_ins + 1`, updated_at: now })
+        .where("id", "=", id).returning("failed_sign_ins").executeTakeFirst();
+      return row ? Number(row.failed_sign_ins) : null;
+    },
+    async createPortalSession(s) {
+      await db.insertInto("portal_sessions").values({
+        id_hash: s.idHash, user_id: s.userId, csrf_token: s.csrfToken, created_at: s.createdAt, expires_at: s.expiresAt,
+        ip: s.ip, user_agent: s.userAgent,
+      }).execute();
+    },
+    async getPortalSession(idHash) {
+      const row = await db.selectFrom("portal_sessions").selectAll().where("id_hash", "=", idHash).executeTakeFirst();
+      return row ? toPortalSession(row) : null;
+    },
+    async deletePortalSession(idHash) {
+      await db.deleteFrom("portal_sessions").where("id_hash", "=", idHash).execute();
+    },
+    async deletePortalSessions(userId, exceptIdHash) {
+      let query = db.deleteFrom("portal_sessions").where("user_id", "=", userId);
+      if (exceptIdHash !== undefined) query = query.where("id_hash", "!=", exceptIdHash);
+      const res = await query.executeTakeFirst();
+      return Number(res.numDeletedRows);
+    },
+    async prunePortalSessions(before) {
+      await db.deleteFrom("portal_sessions").where("expires_at", "<", before).execute();
+    },
+  };
 }
