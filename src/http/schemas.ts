@@ -139,9 +139,9 @@ export const VerifyBody = Type.Object({
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
 // Out of range is an error, not a silent clamp: a client asking for 500 rows must learn it gets at most 100.
-const Limit = Type.String({ pattern: "^(?:[1-9][0-9]?|100)$", description: "Page size, 1 to 100; default 50." });
+export const Limit = Type.String({ pattern: "^(?:[1-9][0-9]?|100)$", description: "Page size, 1 to 100; default 50." });
 // A cursor is the id of the last row of the previous page; anything else would silently give an empty page.
-const Cursor = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9A-Za-z]{1,60}$`, maxLength: 64, description: "`nextCursor` of the previous page." });
+export const Cursor = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9A-Za-z]{1,60}$`, maxLength: 64, description: "`nextCursor` of the previous page." });
 export const ListKeysQuery = Type.Object({
   api: Type.Optional(Type.String({ maxLength: 64 })), accountId: Type.Optional(Type.String({ maxLength: 64 })),
   cursor: Type.Optional(Cursor("key")), limit: Type.Optional(Limit),
@@ -150,6 +150,8 @@ export const ListAccountsQuery = Type.Object({
   cursor: Type.Optional(Cursor("acc")), limit: Type.Optional(Limit),
 }, { additionalProperties: false });
 
+/** A page size from a query string (`Limit` has already checked it). */
+export const limitOf = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
 export const KeyPage = page(KeySchema);
 export const AccountPage = page(AccountSchema);
 export const ImportResult = Type.Object({ imported: Type.Integer(), keys: Type.Array(KeySchema) });

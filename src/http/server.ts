@@ -71,6 +71,12 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     // Only these hops' X-Forwarded-For is believed, so no client can choose its own address
     // to slip past an allowlist or a lockout.
     trustProxy: options.keygate.config.server.trustedProxies.length ? options.keygate.config.server.trustedProxies : false,
+    // Errors Fastify raises before routing (a URL such as /%ZZ that cannot be decoded, a bad
+    // Content-Type): the same problem document as every other error, not Fastify's own shape.
+    frameworkErrors: (error, request, reply) => {
+      reply.header("x-request-id", request.id);
+      return sendProblem(reply, problem(request, 400, "BAD_REQUEST", error.message));
+    },
   });
 
   app.addHook("onRequest", async (request, reply) => {

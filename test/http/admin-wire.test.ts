@@ -103,6 +103,16 @@ describe("malformed bodies over real HTTP", () => {
     assert.equal(res.status, 201, res.text);
   });
 
+  test("a URL that cannot be decoded (/v1/keys/%ZZ): 400 BAD_REQUEST as a problem document", async () => {
+    const res = await fetch(`${base}/v1/keys/%ZZ`, { headers: { authorization: `Bearer ${ROOT}` }, signal: AbortSignal.timeout(5000) });
+    assert.equal(res.status, 400);
+    assert.match(res.headers.get("content-type") ?? "", /^application\/problem\+json/);
+    assert.match(res.headers.get("x-request-id") ?? "", /^req_/);
+    const body = (await res.json()) as Record<string, unknown>;
+    assert.equal(body.code, "BAD_REQUEST");
+    assert.equal(body.status, 400);
+  });
+
   test("a client's X-Request-Id is echoed when well-formed, replaced when not", async () => {
     const ok = await send("/v1/keys", "{", "application/json", { "x-request-id": "trace-123.abc" });
     assert.equal(ok.headers.get("x-request-id"), "trace-123.abc");

@@ -88,6 +88,23 @@ describe("applications and JWT exchange", () => {
     assert.ok(listed.body.data.some((a: { id: string }) => a.id === created.body.id));
   });
 
+  test("applications are listed a page at a time: limit and cursor from the query string", async () => {
+    const owner = await t.keygate.accounts.create({ name: "Pager", email: "pager@example.test" });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await adminCall("POST", "/v1/applications", { accountId: owner.id, api: "pay", name: `P${i}` })).body.id);
+    const first = await adminCall("GET", `/v1/applications?accountId=${owner.id}&limit=2`);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.data.length, 2);
+    assert.ok(first.body.nextCursor);
+    const second = await adminCall("GET", `/v1/applications?accountId=${owner.id}&limit=2&cursor=${first.body.nextCursor}`);
+    assert.equal(second.status, 200);
+    assert.deepEqual([...first.body.data, ...second.body.data].map((a: { id: string }) => a.id).sort(), [...ids].sort());
+    for (const bad of ["limit=0", "limit=101", "limit=ten", "cursor=key_abc"]) {
+      const res = await adminCall("GET", `/v1/applications?${bad}`);
+      assert.equal(res.status, 400, bad);
+    }
+  });
+
   test("bad application and key input gets a 400 with a stable code", async () => {
     const unknownFeature = await adminCall("POST", "/v1/applications", { accountId: t.accountId, api: "pay", name: "X", features: ["crypto-api"] });
     assert.equal(unknownFeature.status, 400);

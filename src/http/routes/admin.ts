@@ -5,11 +5,10 @@ import type { Keygate } from "../../keygate.js";
 import {
   AccountPage, AccountSchema, ApiSchemaView, CreateAccountBody, CreateKeyBody, CreatedKeySchema, IdParams, ImportKeysBody,
   ImportResult, KeyPage, KeySchema, ListAccountsQuery, ListKeysQuery, ProblemSchema, RevokeKeyBody, RotateKeyBody, RotateResult,
-  UpdateAccountBody, UpdateKeyBody, VerdictSchema, VerifyBody,
+  UpdateAccountBody, UpdateKeyBody, VerdictSchema, VerifyBody, limitOf,
 } from "../schemas.js";
 
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema };
-const limitOf = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
 
 /** The /v1 admin and verify routes; the caller has already checked the root key. */
 export function registerAdminRoutes(parent: FastifyInstance, keygate: Keygate): void {

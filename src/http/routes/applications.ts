@@ -3,7 +3,7 @@ import type { TSchema } from "@sinclair/typebox";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { Keygate } from "../../keygate.js";
-import { IdParams, ProblemSchema } from "../schemas.js";
+import { Cursor, IdParams, Limit, ProblemSchema, limitOf } from "../schemas.js";
 
 /**
  * The /v1 routes for applications (the payments seed: name, integration type, features that
@@ -33,7 +33,7 @@ const UpdateApplicationBody = Type.Object({
 }, { additionalProperties: false, minProperties: 1 });
 const ListApplicationsQuery = Type.Object({
   accountId: Type.Optional(Type.String({ maxLength: 64 })), api: Type.Optional(Type.String({ maxLength: 64 })),
-  cursor: Type.Optional(Type.String({ maxLength: 64 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  cursor: Type.Optional(Cursor("app")), limit: Type.Optional(Limit),
 }, { additionalProperties: false });
 
 const Algorithm = Type.Union([Type.Literal("EdDSA"), Type.Literal("ES256")]);
@@ -54,7 +54,7 @@ export function registerApplicationRoutes(parent: FastifyInstance, keygate: Keyg
 
   app.get("/applications", {
     schema: { tags: ["applications"], summary: "List applications, cursor-paginated", querystring: ListApplicationsQuery, response: { 200: ApplicationPage, ...errors } },
-  }, async (request) => keygate.applications.list(request.query));
+  }, async (request) => keygate.applications.list({ ...request.query, limit: limitOf(request.query.limit) }));
 
   app.get("/applications/:id", {
     schema: { tags: ["applications"], summary: "Get an application", params: IdParams, response: { 200: ApplicationSchema, ...errors } },
