@@ -42,8 +42,8 @@ export async function ensureRootKey(store: Store, fromEnv: string | undefined): 
 }
 
 /** Constant-time check of a presented root key against the stored hash. */
-export function matchesRootKey(presented: string, hash: string): boolean {
+export function matchesRootKey(presented: string, hash: string | Buffer): boolean {
   const a = Buffer.from(sha256Hex(presented), "hex");
-  const b = Buffer.from(hash, "hex");
+  const b = typeof hash === "string" ? Buffer.from(hash, "hex") : hash;
   return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
+import { requestIdOf } from "./request-id.js";
 import Fastify, { LogController } from "fastify";
-import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
 import type { Keygate } from "../keygate.js";
@@ -36,7 +36,6 @@ export interface BuildServerOptions {
   readiness?: Record<string, () => Promise<unknown>>;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export { bearerToken };
 
@@ -62,10 +61,7 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     // Per-request lines are off: the usage pipeline records requests, and never their secrets.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? 10 * 1024 * 1024,
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString("base64url")}`;
-    },
+    genReqId: (req) => requestIdOf(req.headers["x-request-id"]),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
     return503OnClosing: true,
     // Only these hops' X-Forwarded-For is believed, so no client can choose its own address
@@ -79,8 +75,10 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     },
   });
 
-  app.addHook("onRequest", async (request, reply) => {
+  // Callback-style hooks on every request: an async hook costs a promise per request.
+  app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
+    done();
   });
 
   await app.register(swagger, {
@@ -131,14 +129,16 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problem(request, 404, "ROUTE_NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}; see /openapi.json.`)));
 
-  const requireRoot = async (request: FastifyRequest): Promise<void> => {
+  const rootKeyHash = Buffer.from(options.rootKeyHash, "hex");
+  const requireRoot = (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void => {
     const token = bearerToken(request.headers.authorization);
-    if (token === null) throw new KeygateError("UNAUTHORIZED", "Send the root key as `Authorization: Bearer <root key>`.", 401);
-    if (!matchesRootKey(token, options.rootKeyHash)) throw new KeygateError("UNAUTHORIZED", "The root key is not valid.", 401);
+    if (token === null) return done(new KeygateError("UNAUTHORIZED", "Send the root key as `Authorization: Bearer <root key>`.", 401));
+    if (!matchesRootKey(token, rootKeyHash)) return done(new KeygateError("UNAUTHORIZED", "The root key is not valid.", 401));
+    done();
   };
-  app.addHook("onSend", async (request, reply, payload) => {
+  app.addHook("onSend", (request, reply, payload, done) => {
     if (reply.statusCode === 401 && request.url.startsWith("/v1/")) reply.header("www-authenticate", 'Bearer realm="keygate"');
-    return payload;
+    done(null, payload);
   });
 
   app.get("/healthz", { schema: { hide: true } }, async (_request, reply) => {

@@ -6,7 +6,7 @@
  * `server.bodyLimitBytes`. The proxying itself is @fastify/reply-from over an undici pool per
  * API (keep-alive to the upstream).
  */
-import { randomBytes } from "node:crypto";
+import { requestIdOf } from "../request-id.js";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import Fastify, { LogController } from "fastify";
@@ -379,7 +379,6 @@ export async function registerGateway(app: FastifyInstance, keygate: Keygate, ro
   }
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface BuildGatewayServerOptions {
   keygate: Keygate;
@@ -403,10 +402,7 @@ export async function buildGatewayServer(options: BuildGatewayServerOptions): Pr
     loggerInstance: options.logger as FastifyBaseLogger | undefined,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: keygate.config.server.bodyLimitBytes,
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString("base64url")}`;
-    },
+    genReqId: (req) => requestIdOf(req.headers["x-request-id"]),
     return503OnClosing: true,
     trustProxy: keygate.config.server.trustedProxies.length ? keygate.config.server.trustedProxies : false,
     // A URL the router cannot decode (`/%ZZ`) is refused before any route or hook runs:

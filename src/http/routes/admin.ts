@@ -15,8 +15,9 @@ export function registerAdminRoutes(parent: FastifyInstance, keygate: Keygate): 
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
 
   // POST routes whose body is optional: an empty body means "no options".
-  app.addHook("preValidation", async (request) => {
+  app.addHook("preValidation", (request, _reply, done) => {
     if (request.method === "POST" && request.body === undefined) request.body = {};
+    done();
   });
 
   app.get("/apis", {

@@ -1,0 +1,291 @@
+/**
+ * keygate's HTTP verify endpoint under load, against a bare Fastify route of the same Fastify
+ * version: the cost of keygate's server (root-key check, body schema, the verification itself,
+ * usage and analytics recording, response schema) over what any Fastify JSON endpoint costs.
+ *
+ * - keygate: `buildServer` (the server of `keygate serve`, logger off) over a memory store
+ *   (BENCH_STORE=sqlite: SQLite in a temporary folder) and memory limits, default config
+ *   otherwise (analytics on, the change poll on). `POST /v1/keys/verify` with the root key
+ *   as bearer and `{api, key, ip, scopes}`: a cached key, the IP in its allowlist, the scope
+ *   held, a rate limit no run can reach.
+ * - baseline: `Fastify()` with one `POST /v1/keys/verify` route that parses the same JSON body
+ *   and answers an object of the verdict's shape and size, serialised by JSON.stringify.
+ *
+ * Processes: each server runs in a child process of its own, as it would in production, so
+ * neither pays for the other's heap (keygate's grows with the analytics it keeps); the load
+ * generator, autocannon, runs in another child (on a 2-core machine, one core for it and one
+ * for the server under load; in-process it would share the server's event loop, and a worker
+ * thread would still share its process's heap and GC). This process only directs. Both
+ * servers get the same connections and pipelining, in rounds that alternate and flip order
+ * each round (B K K B B K …) so that a drift over the run favours neither; medians are
+ * compared. Latency percentiles come from autocannon's per-response timings (hrtime, not its
+ * 1 ms histogram). The server's CPU time per request is printed too: other load on the
+ * machine moves it less than requests per second.
+ *
+ * Target: keygate ≥ 0.85 × the bare route's requests per second.
+ *
+ *   node --import tsx bench/verify-http.ts
+ *   BENCH_SECONDS (3 per run), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_PIPELINING (1),
+ *   BENCH_STORE (memory | sqlite)
+ */
+import { fork, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Fastify from "fastify";
+import type { FastifyInstance } from "fastify";
+import type { Store } from "../src/index.js";
+import { fmt, load, ratioRow, report, valueRow } from "./lib.js";
+import type { Row } from "./lib.js";
+
+const BENCH = "verify-http";
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1);
+const WARMUP_SECONDS = 2;
+const STORE = process.env.BENCH_STORE === "sqlite" ? "sqlite" : "memory";
+const ROLE = process.env.BENCH_VERIFY_HTTP_ROLE;
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+
+/** What a server process tells this one. */
+type FromServer =
+  | { type: "listening"; url: string; fastify: string; request?: LoadRequest; store?: string }
+  | { type: "cpu"; micros: number };
+
+interface LoadRequest { method: string; headers: Record<string, string>; body: string }
+
+/** Every process this benchmark starts, stopped when it ends, however it ends. */
+const children = new Set<ChildProcess>();
+process.once("exit", () => { for (const c of children) c.kill("SIGKILL"); });
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
+
+// ── the servers, each in a child process ───────────────────────────────────────────────────
+
+/** Serves `app` until told to stop; answers CPU-time questions meanwhile. */
+async function serve(app: FastifyInstance, extra: Omit<Extract<FromServer, { type: "listening" }>, "type" | "url" | "fastify">, close: () => Promise<void>): Promise<void> {
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/v1/keys/verify`;
+  process.on("message", (m: "cpu" | "stop") => {
+    if (m === "cpu") {
+      const u = process.cpuUsage();
+      process.send!({ type: "cpu", micros: u.user + u.system } satisfies FromServer);
+    } else {
+      void app.close().then(close).finally(() => process.exit(0));
+    }
+  });
+  process.once("disconnect", () => process.exit(0)); // the director is gone
+  process.send!({ type: "listening", url, fastify: app.version, ...extra } satisfies FromServer);
+}
+
+async function keygateProcess(): Promise<void> {
+  const { createKeygate, createMemoryLockout, createMemoryRateLimiter, createMemoryStore, createSqliteStore } = await load<typeof import("../src/index.js")>("index.js");
+  const { buildServer } = await load<typeof import("../src/http/server.js")>("http/server.js");
+  const dataDir = STORE === "sqlite" ? mkdtempSync(join(tmpdir(), "keygate-bench-")) : null;
+  if (dataDir) process.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
+  const store: Store = dataDir ? createSqliteStore({ filename: join(dataDir, "keygate.db") }) : createMemoryStore();
+  const keygate = await createKeygate({
+    store,
+    limiter: createMemoryRateLimiter(),
+    lockout: createMemoryLockout(),
+    config: {
+      apis: [{ id: "bench", keyFormat: { prefix: "bk" }, scopes: ["read", "write"], rateLimit: { limit: 1_000_000_000, windowSeconds: 3600 } }],
+    },
+  });
+  const rootKey = `kg_root_${randomBytes(30).toString("base64url")}`;
+  const app = await buildServer({ keygate, rootKeyHash: createHash("sha256").update(rootKey).digest("hex") });
+  const account = await keygate.accounts.create({ name: "bench", email: "bench@example.test" });
+  const { key } = await keygate.keys.create({ api: "bench", accountId: account.id, scopes: ["read"], ipAllowlist: ["203.0.113.0/24"] });
+  const request: LoadRequest = {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${rootKey}` },
+    body: JSON.stringify({ api: "bench", key, ip: "203.0.113.7", scopes: ["read"] }),
+  };
+  await serve(app, { request, store: store.kind }, () => keygate.close());
+}
+
+async function baselineProcess(): Promise<void> {
+  // The same shape and size as keygate's verdict, built per request from the parsed body.
+  const template = JSON.parse(process.env.BENCH_VERDICT ?? "{}") as Record<string, unknown>;
+  const app = Fastify();
+  app.post("/v1/keys/verify", async (request) => {
+    const b = request.body as { api: string; key: string; ip?: string; scopes?: string[] };
+    return { ...template, api: b.api, scopes: b.scopes ?? [] };
+  });
+  await serve(app, {}, async () => {});
+}
+
+interface ServerProcess {
+  url: string;
+  info: Extract<FromServer, { type: "listening" }>;
+  /** The process's CPU time so far, microseconds. */
+  cpu(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function startServer(role: "keygate" | "baseline", env: Record<string, string> = {}): Promise<ServerProcess> {
+  const proc = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, ...env, BENCH_VERIFY_HTTP_ROLE: role }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  children.add(proc);
+  const next = <T extends FromServer["type"]>(type: T, ms: number): Promise<Extract<FromServer, { type: T }>> => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the ${role} server did not answer within ${ms / 1000} s`)), ms);
+    const onExit = (code: number | null): void => { clearTimeout(timer); reject(new Error(`the ${role} server exited with ${code}`)); };
+    proc.once("exit", onExit);
+    const onMessage = (m: FromServer): void => {
+      if (m.type !== type) return;
+      clearTimeout(timer);
+      proc.off("exit", onExit).off("message", onMessage);
+      resolve(m as Extract<FromServer, { type: T }>);
+    };
+    proc.on("message", onMessage);
+  });
+  const info = await next("listening", 60_000);
+  return {
+    url: info.url,
+    info,
+    cpu: async () => { const reply = next("cpu", 10_000); proc.send("cpu"); return (await reply).micros; },
+    stop: () => new Promise<void>((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      const killer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+      proc.once("exit", () => { clearTimeout(killer); children.delete(proc); resolve(); });
+      proc.send("stop");
+    }),
+  };
+}
+
+// ── load generator ─────────────────────────────────────────────────────────────────────────
+
+/** What one load run measured. Latencies in milliseconds. */
+interface LoadResult {
+  reqPerSec: number;
+  ok: number;
+  non2xx: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  /** The load generator's CPU time over the run's wall time: near 1, it was the bottleneck. */
+  loadCpu: number;
+  /** The server process's CPU time per answered request, microseconds. */
+  serverCpuUs: number;
+}
+
+/** Run by `node -e` in the child: autocannon, with every 2xx response's latency kept. */
+const LOAD_GENERATOR = `
+const autocannon = (await import("autocannon")).default;
+const o = JSON.parse(process.env.BENCH_LOAD);
+const lat = [];
+const cpu = process.cpuUsage();
+const instance = autocannon({ ...o, excludeErrorStats: true });
+instance.on("response", (_c, status, _b, ms) => { if (status >= 200 && status < 300) lat.push(ms); });
+const r = await instance;
+const used = process.cpuUsage(cpu);
+const s = Float64Array.from(lat).sort();
+const pct = (p) => (s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN);
+process.stdout.write(JSON.stringify({ duration: r.duration, ok: r["2xx"], non2xx: r.non2xx, errors: r.errors + r.timeouts,
+  p50: pct(0.5), p99: pct(0.99), loadCpu: (used.user + used.system) / 1e6 / r.duration }));
+`;
+
+/** One autocannon run of `seconds` against `server`, in a child process killed if it overruns. */
+async function loadRun(server: ServerProcess, request: LoadRequest, seconds: number): Promise<LoadResult> {
+  const options = { url: server.url, ...request, connections: CONNECTIONS, pipelining: PIPELINING, duration: seconds };
+  const cpuBefore = await server.cpu();
+  const child = spawn(process.execPath, ["--input-type=module", "-e", LOAD_GENERATOR], {
+    cwd: root, env: { ...process.env, BENCH_LOAD: JSON.stringify(options) }, stdio: ["ignore", "pipe", "inherit"],
+  });
+  children.add(child);
+  const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 20) * 1000);
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => { out += d; });
+  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+  clearTimeout(killer);
+  children.delete(child);
+  const cpu = (await server.cpu()) - cpuBefore;
+  if (code !== 0) throw new Error(`load generator exited with ${code}: ${out}`);
+  const r = JSON.parse(out) as { duration: number; ok: number; non2xx: number; errors: number; p50: number; p99: number; loadCpu: number };
+  return {
+    reqPerSec: r.ok / r.duration, ok: r.ok, non2xx: r.non2xx, errors: r.errors, p50: r.p50, p99: r.p99, loadCpu: r.loadCpu,
+    serverCpuUs: cpu / Math.max(1, r.ok),
+  };
+}
+
+const median = (values: number[]): number => {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+// ── the run ────────────────────────────────────────────────────────────────────────────────
+
+async function main(): Promise<void> {
+  const servers: ServerProcess[] = [];
+  try {
+    const keygate = await startServer("keygate");
+    servers.push(keygate);
+    const request = keygate.info.request!;
+    const verify = async (): Promise<Record<string, unknown>> => {
+      const res = await fetch(keygate.url, { method: "POST", headers: request.headers, body: request.body });
+      const verdict = (await res.json()) as Record<string, unknown>;
+      if (res.status !== 200 || verdict.valid !== true) throw new Error(`keygate answered ${res.status} ${JSON.stringify(verdict)}`);
+      return verdict;
+    };
+    const first = await verify(); // also loads the key into the cache
+
+    const baseline = await startServer("baseline", { BENCH_VERDICT: JSON.stringify(first) });
+    servers.push(baseline);
+    const answer = await (await fetch(baseline.url, { method: "POST", headers: request.headers, body: request.body })).text();
+    if (keygate.info.fastify !== baseline.info.fastify) throw new Error(`Fastify ${keygate.info.fastify} in keygate, ${baseline.info.fastify} in the baseline`);
+    console.log(`fastify ${baseline.info.fastify} on both; ${keygate.info.store} store; ${CONNECTIONS} connections × pipelining ${PIPELINING}, ` +
+      `${ROUNDS} rounds of ${SECONDS} s each; response ${JSON.stringify(first).length} B (keygate) / ${answer.length} B (baseline)`);
+
+    const targets = { baseline, keygate } as const;
+    type Side = keyof typeof targets;
+    for (const side of ["baseline", "keygate"] as const) await loadRun(targets[side], request, WARMUP_SECONDS);
+    const rounds: Record<Side, LoadResult[]> = { baseline: [], keygate: [] };
+    let keygateOk = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      const order: Side[] = r % 2 === 0 ? ["baseline", "keygate"] : ["keygate", "baseline"];
+      for (const side of order) {
+        const x = await loadRun(targets[side], request, SECONDS);
+        if (x.non2xx || x.errors) throw new Error(`${side}: ${x.non2xx} non-2xx responses, ${x.errors} errors`);
+        if (side === "keygate") keygateOk += x.ok;
+        rounds[side].push(x);
+        console.log(`${side.padEnd(8)} ${fmt.ops(x.reqPerSec).padStart(10)}  p50 ${x.p50.toFixed(2)} ms  p99 ${x.p99.toFixed(2)} ms  ` +
+          `server ${x.serverCpuUs.toFixed(1)} µs CPU/req  load generator ${(x.loadCpu * 100).toFixed(0)}% CPU`);
+      }
+    }
+
+    // Every request counted as answered went through the limiter, which only a valid verdict
+    // reaches; and the limit was never hit.
+    const last = await verify();
+    const ratelimit = last.ratelimit as { limit: number; remaining: number };
+    const consumed = ratelimit.limit - ratelimit.remaining;
+    if (consumed < keygateOk) throw new Error(`only ${consumed} verifications reached the rate limiter, but ${keygateOk} were answered in the timed runs`);
+
+    const m = (side: Side, f: (x: LoadResult) => number): number => median(rounds[side].map(f));
+    const loadCpu = Math.max(...rounds.baseline.map((x) => x.loadCpu));
+    if (loadCpu > 0.9) console.warn(`bench: the load generator used ${(loadCpu * 100).toFixed(0)}% of a core against the baseline: the baseline figure may be its limit, not the server's`);
+
+    const info = (name: string, value: number, unit: string, base: number): Row =>
+      ({ bench: BENCH, name, value, unit, baseline: { name: "bare route", value: base }, ratio: value / base });
+    const rows: Row[] = [
+      ratioRow(BENCH, `POST /v1/keys/verify, c=${CONNECTIONS} p=${PIPELINING}, ${keygate.info.store} store`, m("keygate", (x) => x.reqPerSec), "req/s",
+        { name: "bare Fastify route", value: m("baseline", (x) => x.reqPerSec) }, { atLeast: 0.85 },
+        { rounds: rounds.keygate.map((x) => x.reqPerSec), baselineRounds: rounds.baseline.map((x) => x.reqPerSec), fastify: baseline.info.fastify }),
+      info("latency p50", m("keygate", (x) => x.p50), "ms", m("baseline", (x) => x.p50)),
+      info("latency p99", m("keygate", (x) => x.p99), "ms", m("baseline", (x) => x.p99)),
+      // Inverted, so that the ratio reads as the throughput ratio does (higher is better).
+      info("server capacity (1 / CPU per request)", 1e6 / m("keygate", (x) => x.serverCpuUs), "req/CPU-s", 1e6 / m("baseline", (x) => x.serverCpuUs)),
+      valueRow(BENCH, "load generator CPU (max, baseline runs)", loadCpu * 100, "%"),
+    ];
+    await report(BENCH, rows);
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+if (ROLE === "keygate") await keygateProcess();
+else if (ROLE === "baseline") await baselineProcess();
+else await main();

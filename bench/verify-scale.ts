@@ -1,0 +1,333 @@
+/**
+ * Does verifying a cached key cost the same with 1,000,000 keys in the store as with 1,000?
+ *
+ * Two child processes, one per store size, each with its own heap (so the large store's GC
+ * work is charged to the large case only) and alive together, so that their timed rounds can
+ * alternate, flipping order each round. Each holds a keygate over a memory store and memory
+ * limits: a few real keys (secrets known, the IP in their allowlist, scope `read`) spread
+ * evenly among filler keys written through the store's own `insertKeys` (the path every
+ * key-creating call ends in; `keys.import` would take minutes for a million keys). The change
+ * poll is off (`cache.changePollMs: 0`): one process, nothing else writes to the store (and
+ * the memory store's change feed reads a million changes in quadratic time, see README).
+ * Raw request logs are off (`analytics.rawLogSampling: 0`; the aggregates still count every
+ * verification): the memory store keeps every raw log on the heap, several MB a second at
+ * these rates, and the small heap's collector would then run far more often than the large
+ * one's — a difference made by the logs, not by the number of keys.
+ *
+ * What is timed: batches of 64 verifications in flight, each of the next key of a shuffled,
+ * round-robin sequence of distinct keys, each verdict checked valid. Before every timed round
+ * the sequence is verified once untimed, so every key is in the LRU cache (`cache.maxKeys`,
+ * default 100,000, well above the cached sequences below).
+ *
+ * - small store, all its 1,000 keys in turn        — the baseline
+ * - large store, 1,000 of its keys in turn         — the same working set, so only the store's
+ *                                                    size differs; target ratio ≥ 0.9
+ * - large store, 10,000 of its keys in turn        — the store's size and ten times the keys
+ *                                                    in use; target ratio ≥ 0.9
+ * - large store, 200,000 of its keys in turn       — more than cache.maxKeys: round-robin over
+ *                                                    an LRU too small for it misses every time,
+ *                                                    so each verification reads the store. No
+ *                                                    target: it shows what "cached" is worth.
+ *                                                    Measured after the others (it fills the
+ *                                                    large process's LRU), against fresh rounds
+ *                                                    of the baseline.
+ * The figure checked is the process's CPU time per verification (all its threads, so the GC's
+ * helper threads count): other work on a shared 2-core machine stretches wall-clock rounds
+ * far more than it changes CPU time. Wall-clock rates and the share of time spent in
+ * main-thread GC pauses are printed beside it.
+ *
+ *   node --import tsx bench/verify-scale.ts
+ *   BENCH_ROUNDS (7), BENCH_ROUND_MS (300), BENCH_SCALE_LARGE (1000000), BENCH_SCALE_COLD=0 skips the last case
+ *   (so does a large store under 210,000 keys),
+ *   BENCH_STORE=sqlite puts both stores in SQLite files (temporary; a million rows take over a minute to write)
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { fork } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { PerformanceObserver } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import type { Store, Verdict, VerifyRequest } from "../src/index.js";
+import { consume, fmt, load, ratioRow, report, valueRow } from "./lib.js";
+import type { Row } from "./lib.js";
+
+const BENCH = "verify-scale";
+const SMALL = 1_000;
+const LARGE = Number(process.env.BENCH_SCALE_LARGE ?? 1_000_000);
+const HOT = 10_000;
+/** Keys verified in turn for the uncached case: twice the default cache.maxKeys. */
+const COLD = process.env.BENCH_SCALE_COLD === "0" || LARGE < HOT + 200_000 ? 0 : 200_000;
+const BATCH = 64;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 300);
+const IP = "203.0.113.7";
+const STORE = process.env.BENCH_STORE === "sqlite" ? "sqlite" : "memory";
+
+type CaseName = "all" | "hot" | "hot1k" | "cold";
+type ToChild = { type: "run"; case: CaseName; ms: number } | { type: "exit" };
+type FromChild =
+  | { type: "ready"; keys: number; setupMs: number; heapMB: number; cases: CaseName[] }
+  | { type: "result"; opsPerSec: number; opsPerCpuSec: number; heapMB: number; gcShare: number }
+  | { type: "error"; message: string };
+
+const shuffle = <T>(a: T[]): T[] => {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+};
+const heapMB = (): number => process.memoryUsage().heapUsed / 1e6;
+
+// ── child: one keygate over a store of `size` keys ─────────────────────────────────────────
+
+async function child(size: number): Promise<void> {
+  const send = (m: FromChild): void => { process.send!(m); };
+  process.once("disconnect", () => process.exit(0)); // the parent is gone, whenever that happens
+  const started = performance.now();
+  const { createKeygate, createMemoryLockout, createMemoryRateLimiter, createMemoryStore, createSqliteStore } = await load<typeof import("../src/index.js")>("index.js");
+  let store: Store;
+  if (STORE === "sqlite") {
+    const dir = mkdtempSync(join(tmpdir(), "keygate-bench-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    store = createSqliteStore({ filename: join(dir, "keygate.db") });
+  } else {
+    store = createMemoryStore();
+  }
+  const keygate = await createKeygate({
+    store,
+    limiter: createMemoryRateLimiter(),
+    lockout: createMemoryLockout(),
+    config: {
+      cache: { changePollMs: 0 },
+      analytics: { rawLogSampling: 0 },
+      apis: [{ id: "bench", keyFormat: { prefix: "bk" }, scopes: ["read", "write"], rateLimit: { limit: 1_000_000_000, windowSeconds: 3600 } }],
+    },
+  });
+  const codec = keygate.apis.get("bench")!.codec;
+  const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
+
+  // Every key is a copy of one made through the public API, with its own id and hash.
+  const account = await keygate.accounts.create({ name: "bench", email: "bench@example.test" });
+  const created = await keygate.keys.create({ api: "bench", accountId: account.id, scopes: ["read"], ipAllowlist: ["203.0.113.0/24"] });
+  const template = await keygate.store.getKeyByHash(sha256(created.key));
+  if (!template) throw new Error("the template key is not in the store under its SHA-256");
+
+  // Real keys (secrets known) spread evenly among the fillers.
+  const realCount = size === SMALL ? size : Math.min(size, HOT + COLD);
+  const every = Math.max(1, Math.floor(size / realCount));
+  const real: string[] = [created.key];
+  const CHUNK = 10_000;
+  for (let i = 1; i < size; i += CHUNK) {
+    const n = Math.min(CHUNK, size - i);
+    const random = randomBytes(32 * n);
+    const records = new Array(n);
+    for (let j = 0; j < n; j++) {
+      const index = i + j;
+      const isReal = index % every === 0 && real.length < realCount;
+      let hash: string;
+      let start = template.start;
+      if (isReal) {
+        const key = codec.generate("live");
+        real.push(key);
+        hash = sha256(key);
+        start = codec.start(key);
+      } else {
+        hash = random.toString("hex", j * 32, j * 32 + 32);
+      }
+      records[j] = { ...template, id: `key_${index.toString(36).padStart(22, "0")}`, hash, start };
+    }
+    await keygate.store.insertKeys(records);
+  }
+  shuffle(real);
+
+  const sequences = new Map<CaseName, string[]>();
+  if (size === SMALL) sequences.set("all", real);
+  else {
+    sequences.set("hot", real.slice(0, HOT));
+    sequences.set("hot1k", real.slice(0, SMALL));
+    if (COLD > 0) sequences.set("cold", real.slice(HOT, HOT + COLD));
+  }
+  const requests = new Map([...sequences].map(([name, seq]) => [name, seq.map((key): VerifyRequest => ({ api: "bench", key, ip: IP, scopes: ["read"] }))]));
+  const inFlight: Promise<Verdict>[] = new Array(BATCH);
+  const batchOf = (reqs: VerifyRequest[]): (() => Promise<unknown>) => {
+    let next = 0;
+    return async () => {
+      for (let i = 0; i < BATCH; i++) {
+        inFlight[i] = keygate.verifyKey(reqs[next]!);
+        if (++next === reqs.length) next = 0;
+      }
+      const verdicts = await Promise.all(inFlight);
+      for (const v of verdicts) if (!v.valid) throw new Error(`expected a valid verdict, got ${v.code}`);
+      return verdicts;
+    };
+  };
+  const batches = new Map([...requests].map(([name, reqs]) => [name, batchOf(reqs)]));
+  /** Verifies every key of the case once: into the LRU, and each one checked valid. */
+  const warm = async (name: CaseName): Promise<void> => {
+    for (const req of requests.get(name)!) {
+      const v = await keygate.verifyKey(req);
+      if (!v.valid) throw new Error(`expected a valid verdict, got ${v.code}`);
+    }
+  };
+  for (const name of sequences.keys()) if (name !== "cold") await warm(name);
+
+  // Main-thread GC pauses, to tell a slower round caused by the collector from one that is not.
+  let gcMs = 0;
+  new PerformanceObserver((list) => { for (const e of list.getEntries()) gcMs += e.duration; }).observe({ entryTypes: ["gc"] });
+
+  send({ type: "ready", keys: size, setupMs: performance.now() - started, heapMB: heapMB(), cases: [...sequences.keys()] });
+  process.on("message", (m: ToChild) => {
+    if (m.type === "exit") {
+      void keygate.close().finally(() => process.exit(0));
+      return;
+    }
+    void (async () => {
+      if (m.case !== "cold") await warm(m.case); // the cold case is meant to miss
+      const batch = batches.get(m.case)!;
+      const gcBefore = gcMs;
+      const cpuBefore = process.cpuUsage();
+      const start = performance.now();
+      const end = start + m.ms;
+      let ops = 0;
+      do {
+        for (let i = 0; i < 4; i++) consume(await batch());
+        ops += 4 * BATCH;
+      } while (performance.now() < end);
+      const wallMs = performance.now() - start;
+      const cpu = process.cpuUsage(cpuBefore);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // GC entries arrive on a later tick
+      send({
+        type: "result", opsPerSec: ops / (wallMs / 1000), opsPerCpuSec: ops / ((cpu.user + cpu.system) / 1e6),
+        heapMB: heapMB(), gcShare: (gcMs - gcBefore) / wallMs,
+      });
+    })().catch((e: unknown) => send({ type: "error", message: (e as Error).stack ?? String(e) }));
+  });
+}
+
+// ── parent: both stores, rounds interleaved ────────────────────────────────────────────────
+
+interface Worker {
+  proc: ChildProcess;
+  ready: Extract<FromChild, { type: "ready" }>;
+  run(name: CaseName, ms: number): Promise<Extract<FromChild, { type: "result" }>>;
+}
+
+/** Every child started, so that all of them are stopped whatever happens. */
+const started = new Set<ChildProcess>();
+
+async function startWorker(size: number): Promise<Worker> {
+  const proc = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, BENCH_SCALE_CHILD: String(size) }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  started.add(proc);
+  const next = (): Promise<FromChild> => new Promise((resolve, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`the ${size}-key child exited with ${code}`));
+    proc.once("exit", onExit);
+    proc.once("message", (m: FromChild) => {
+      proc.off("exit", onExit);
+      if (m.type === "error") reject(new Error(`${size}-key child: ${m.message}`));
+      else resolve(m);
+    });
+  });
+  const bounded = <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([p, new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} took over ${ms / 1000} s`)), ms); })])
+      .finally(() => clearTimeout(timer));
+  };
+  const ready = await bounded(next(), 180_000, `setting up ${size} keys`) as Worker["ready"];
+  return {
+    proc, ready,
+    run: async (name, ms) => {
+      const reply = next();
+      proc.send({ type: "run", case: name, ms } satisfies ToChild);
+      return await bounded(reply, ms + 60_000, `a round of ${name}`) as Extract<FromChild, { type: "result" }>;
+    },
+  };
+}
+
+const median = (v: number[]): number => {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function parent(): Promise<void> {
+  const stop = (): void => { for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL"); };
+  process.once("exit", stop);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
+  try {
+    // Set up side by side: the small store is ready long before the large one.
+    const [small, large] = await Promise.all([startWorker(SMALL), startWorker(LARGE)]);
+    for (const w of [small, large]) {
+      console.log(`${w.ready.keys.toLocaleString("en")} keys: set up in ${(w.ready.setupMs / 1000).toFixed(1)} s, heap ${w.ready.heapMB.toFixed(0)} MB`);
+    }
+    const n = (x: number): string => x.toLocaleString("en");
+    type Case = { label: string; worker: Worker; name: CaseName };
+    const all: Case = { label: `${n(SMALL)}-key ${STORE} store, all ${n(SMALL)} keys in turn`, worker: small, name: "all" };
+    const same: Case = { label: `${n(LARGE)}-key ${STORE} store, ${n(SMALL)} of its keys in turn`, worker: large, name: "hot1k" };
+    const hot: Case = { label: `${n(LARGE)}-key ${STORE} store, ${n(HOT)} of its keys in turn`, worker: large, name: "hot" };
+    const cold: Case = { label: `${n(LARGE)}-key ${STORE} store, ${n(COLD)} of its keys in turn (beyond cache.maxKeys)`, worker: large, name: "cold" };
+
+    let largeHeap = large.ready.heapMB;
+    interface Figures { cpu: number; wall: number; cpuRounds: number[]; wallRounds: number[]; gc: number }
+    /** Rounds of `cases` interleaved, order flipped each round; medians per case. */
+    const interleave = async (cases: Case[]): Promise<Figures[]> => {
+      for (const c of cases) await c.worker.run(c.name, 1000); // warm-up: the JIT, the limiter's windows
+      const results = cases.map(() => [] as Array<Extract<FromChild, { type: "result" }>>);
+      for (let r = 0; r < ROUNDS; r++) {
+        const order = r % 2 === 0 ? cases.map((_, i) => i) : cases.map((_, i) => cases.length - 1 - i);
+        for (const i of order) {
+          const x = await cases[i]!.worker.run(cases[i]!.name, ROUND_MS);
+          results[i]!.push(x);
+          if (cases[i]!.worker === large) largeHeap = Math.max(largeHeap, x.heapMB);
+        }
+      }
+      return cases.map((c, i) => {
+        const rs = results[i]!;
+        const f: Figures = {
+          cpu: median(rs.map((x) => x.opsPerCpuSec)), wall: median(rs.map((x) => x.opsPerSec)),
+          cpuRounds: rs.map((x) => x.opsPerCpuSec), wallRounds: rs.map((x) => x.opsPerSec), gc: median(rs.map((x) => x.gcShare)),
+        };
+        const spread = (v: number[], m: number): string => `${((Math.max(...v) - Math.min(...v)) / m * 100).toFixed(0)}%`;
+        console.log(`${c.label}\n    ${fmt.ns(1e9 / f.cpu)} CPU/verify (spread ${spread(f.cpuRounds, f.cpu)}), ` +
+          `${fmt.ops(f.wall)} wall-clock (spread ${spread(f.wallRounds, f.wall)}), GC pauses ${(f.gc * 100).toFixed(0)}% of the time`);
+        return f;
+      });
+    };
+    const baselineName = `${n(SMALL)}-key ${STORE} store`;
+    const rowsFor = (c: Case, x: Figures, base: Figures, target: boolean, prefix: string): Row[] => {
+      const details = { cpuRounds: x.cpuRounds, wallRounds: x.wallRounds, baselineCpuRounds: base.cpuRounds, baselineWallRounds: base.wallRounds, gcShare: x.gc, baselineGcShare: base.gc };
+      const cpu = target
+        ? ratioRow(BENCH, `${prefix}, ${c.label}`, x.cpu, "verifies/CPU-s", { name: baselineName, value: base.cpu }, { atLeast: 0.9 }, details)
+        : { bench: BENCH, name: `${prefix}, ${c.label}`, value: x.cpu, unit: "verifies/CPU-s", baseline: { name: baselineName, value: base.cpu }, ratio: x.cpu / base.cpu, details };
+      const wall: Row = { bench: BENCH, name: "  the same, wall-clock", value: x.wall, unit: "verifies/s", baseline: { name: baselineName, value: base.wall }, ratio: x.wall / base.wall };
+      return [cpu, wall];
+    };
+
+    // The cached cases first: the cold one fills the large process's LRU (and heap) with
+    // 100,000 entries that the small process does not have.
+    const [a, b, c] = await interleave([all, same, hot]);
+    const rows: Row[] = [...rowsFor(same, b!, a!, true, "cached verify"), ...rowsFor(hot, c!, a!, true, "cached verify")];
+    if (COLD > 0) {
+      const [a2, d] = await interleave([all, cold]);
+      rows.push(...rowsFor(cold, d!, a2!, false, "uncached verify"));
+    }
+    rows.push(valueRow(BENCH, `heap of the ${n(LARGE)}-key process (max)`, largeHeap, "MB"));
+    rows.push(valueRow(BENCH, `heap of the ${n(SMALL)}-key process at start`, small.ready.heapMB, "MB"));
+    await report(BENCH, rows);
+  } finally {
+    // Asked to close first (a clean keygate.close()), killed if they take longer than 10 s.
+    await Promise.all([...started].map((p) => new Promise<void>((resolve) => {
+      if (p.exitCode !== null || p.signalCode !== null) return resolve();
+      const killer = setTimeout(() => p.kill("SIGKILL"), 10_000);
+      p.once("exit", () => { clearTimeout(killer); resolve(); });
+      if (p.connected) p.send({ type: "exit" } satisfies ToChild);
+      else p.kill("SIGKILL");
+    })));
+  }
+}
+
+const childSize = process.env.BENCH_SCALE_CHILD;
+if (childSize !== undefined) await child(Number(childSize));
+else await parent();
