@@ -52,3 +52,34 @@ export function createRedisInvalidation(options: RedisInvalidationOptions): Inva
     },
   };
 }
+
+/**
+ * The in-memory bus: every Keygate instance of one process that was given a node of the same
+ * hub sees the others' invalidations at once. For tests and for several instances sharing one
+ * store in one process; across processes use Redis.
+ *
+ * @example
+ * const hub = createMemoryInvalidationHub();
+ * const a = await createKeygate({ config, store, invalidation: hub.node() });
+ * const b = await createKeygate({ config, store, invalidation: hub.node() });
+ */
+export function createMemoryInvalidationHub(): { node(): InvalidationBus } {
+  const handlers = new Set<(hash: string) => void>();
+  return {
+    node() {
+      let mine: ((hash: string) => void) | null = null;
+      return {
+        async publish(hashes) { for (const h of hashes) for (const handler of handlers) handler(h); },
+        async subscribe(handler) {
+          if (mine) handlers.delete(mine);
+          mine = handler;
+          handlers.add(handler);
+        },
+        async close() {
+          if (mine) handlers.delete(mine);
+          mine = null;
+        },
+      };
+    },
+  };
+}

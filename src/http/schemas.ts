@@ -55,6 +55,7 @@ export const VerdictSchema = Type.Object({
     window: Type.Integer({ description: "Window length in seconds." }),
   })),
   attemptsLeft: Type.Optional(Type.Integer()), retryAfter: Type.Optional(Type.Integer({ description: "Seconds." })),
+  reset: Type.Optional(Type.Integer({ description: "When a retry can succeed (end of a block or of the rate-limit window), Unix epoch seconds; set with retryAfter." })),
   missingScopes: Type.Optional(Type.Array(Type.String())),
 });
 

@@ -77,6 +77,8 @@ export interface Verdict {
   attemptsLeft?: number;
   /** Seconds until a retry can succeed: end of a block, or of a rate-limit window. */
   retryAfter?: number;
+  /** When a retry can succeed, Unix epoch seconds: always set with `retryAfter`. */
+  reset?: number;
   /** The required scopes the key lacks, with `INSUFFICIENT_SCOPE`. */
   missingScopes?: string[];
   /** The `jti` of the access token presented, when the credential was a JWT. */
@@ -278,8 +280,14 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   }
 
   const retryAfter = (until: number, now: number): number => Math.max(1, Math.ceil((until - now) / 1000));
+  /** Sets `retryAfter` (seconds from now) and `reset` (epoch seconds, as `ratelimit.reset`) of one instant. */
+  const retryAt = (verdict: Verdict, until: number, now: number): Verdict => {
+    verdict.retryAfter = retryAfter(until, now);
+    verdict.reset = Math.ceil(until / 1000);
+    return verdict;
+  };
   const blockedVerdict = (api: ApiRuntime, state: LockoutState, now: number): Verdict =>
-    ({ valid: false, code: "IP_BLOCKED", api: api.config.id, attemptsLeft: 0, retryAfter: retryAfter(state.blockedUntil ?? now, now) });
+    retryAt({ valid: false, code: "IP_BLOCKED", api: api.config.id, attemptsLeft: 0 }, state.blockedUntil ?? now, now);
 
   /**
    * A failure verdict. `lock` is the client's lockout state if this verification read it
@@ -293,7 +301,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     if (subject !== null && LOCKOUT_FAILURES.has(code)) {
       const after = await lockout.recordFailure(subject, api.lockout!, now);
       verdict.attemptsLeft = after.attemptsLeft;
-      if (after.blockedUntil !== null) verdict.retryAfter = retryAfter(after.blockedUntil, now);
+      if (after.blockedUntil !== null) retryAt(verdict, after.blockedUntil, now);
     }
     return verdict;
   }
@@ -449,7 +457,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       if (!rl.allowed) {
         verdict.valid = false;
         verdict.code = "RATE_LIMITED";
-        verdict.retryAfter = retryAfter(rl.resetAt, now);
+        retryAt(verdict, rl.resetAt, now);
         return verdict;
       }
     }

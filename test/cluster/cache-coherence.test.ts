@@ -10,20 +10,8 @@ import { createKeygate } from "../../src/keygate.js";
 import type { Keygate } from "../../src/keygate.js";
 import { createMemoryStore } from "../../src/store/memory/index.js";
 import type { KeyRecord, Store } from "../../src/store/types.js";
+import { createMemoryInvalidationHub } from "../../src/cluster/invalidation.js";
 import type { InvalidationBus } from "../../src/cluster/invalidation.js";
-
-/** Pub/sub between keygates of one process, delivering synchronously like a fast Redis. */
-function inProcessBus(): () => InvalidationBus {
-  const handlers = new Set<(hash: string) => void>();
-  return () => {
-    let mine: ((hash: string) => void) | null = null;
-    return {
-      async publish(hashes) { for (const h of hashes) for (const handler of handlers) handler(h); },
-      async subscribe(handler) { mine = handler; handlers.add(handler); },
-      async close() { if (mine) handlers.delete(mine); },
-    };
-  };
-}
 
 /** `store`, except that key reads, once they have their row, wait while `hold` is set. */
 function gatedStore(store: Store): { store: Store; hold(): () => void; reading(): Promise<void> } {
@@ -56,7 +44,8 @@ describe("cache coherence between nodes", () => {
 
   async function twoNodes(): Promise<{ n1: Keygate; n2: Keygate; gate: ReturnType<typeof gatedStore>; accountId: string }> {
     const shared = createMemoryStore();
-    const bus = inProcessBus();
+    const hub = createMemoryInvalidationHub();
+    const bus = (): InvalidationBus => hub.node();
     const gate = gatedStore(shared);
     const n1 = await createKeygate({ config, store: shared, invalidation: bus() });
     const n2 = await createKeygate({ config, store: gate.store, invalidation: bus() });

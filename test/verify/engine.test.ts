@@ -232,14 +232,20 @@ describe("verdict codes", () => {
     expectCode(await keygate.verifyKey({ api: "pay", key: live.key, ip: "203.0.113.9" }), "VALID");
   });
 
-  test("a client that failed too often is IP_BLOCKED, even with a valid key", async () => {
+  test("a client that failed too often is IP_BLOCKED, even with a valid key; retryAfter and reset say when it ends", async () => {
     const { keygate, accountId } = await setup();
     const { key } = await keygate.keys.create({ api: "pay", accountId });
     const ip = "203.0.113.77";
-    for (let i = 0; i < 5; i++) await keygate.verifyKey({ api: "pay", key: "garbage", ip });
+    for (let i = 0; i < 4; i++) await keygate.verifyKey({ api: "pay", key: "garbage", ip });
+    const fifth = expectCode(await keygate.verifyKey({ api: "pay", key: "garbage", ip }), "MALFORMED_KEY");
+    assert.equal(fifth.attemptsLeft, 0);
+    assert.equal(fifth.retryAfter, 900);
     const verdict = expectCode(await keygate.verifyKey({ api: "pay", key, ip }), "IP_BLOCKED");
     assert.equal(verdict.attemptsLeft, 0);
     assert.equal(verdict.retryAfter, 900);
+    // reset: the same instant as epoch seconds, the end of the block.
+    assert.equal(fifth.reset, (T0 + 900_000) / 1000);
+    assert.equal(verdict.reset, (T0 + 900_000) / 1000);
   });
 
   test("a key lacking a required scope is INSUFFICIENT_SCOPE with the missing scopes", async () => {
@@ -272,6 +278,7 @@ describe("verdict codes", () => {
     const limited = expectCode(await keygate.verifyKey({ api: "pay", key }), "RATE_LIMITED");
     assert.deepEqual(limited.ratelimit, { limit: 3, remaining: 0, reset, window: 60 });
     assert.equal(limited.retryAfter, 50);
+    assert.equal(limited.reset, reset, "reset: when a retry can succeed, as ratelimit.reset");
     assert.ok(Number.isInteger(limited.ratelimit!.reset) && limited.ratelimit!.reset < 1e11, "reset is epoch seconds");
   });
 
