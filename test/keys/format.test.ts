@@ -333,7 +333,9 @@ describe("randomness of key bodies", () => {
     let text = "";
     for (const b of bytes) text += BASE62[b % 62];
     const stat = chiSquare(countChars(text), BASE62, N);
-    assert.ok(stat > criticalValue(61) * 10, `naive generator scored only ${stat.toFixed(1)}`);
+    // Its expected score is about 1,320 (standard deviation ~75) against a threshold of ~129:
+    // five times the threshold is far from both, so this neither flakes nor passes by luck.
+    assert.ok(stat > criticalValue(61) * 5, `naive generator scored only ${stat.toFixed(1)}`);
   });
 
   test("generated key bodies are uniform too (all 62 symbols, no bias from head or checksum)", () => {
