@@ -172,6 +172,8 @@ export interface Keygate {
   readonly config: KeygateConfig;
   readonly store: Store;
   readonly apis: ReadonlyMap<string, ApiRuntime>;
+  /** The clock verdicts are computed with (the system clock unless one was given). */
+  readonly clock: Clock;
   /** Verifies a key and records a usage event (docs/analytics.md); `context` describes the request. */
   verifyKey(request: VerifyRequest, context?: VerifyContext): Promise<Verdict>;
   /** Usage events, aggregates, request logs and the live feed (docs/analytics.md). */
@@ -488,7 +490,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   const pageLimit = (limit: number | undefined): number => Math.min(Math.max(limit ?? 50, 1), MAX_PAGE);
 
   return {
-    config, store, apis,
+    config, store, apis, clock,
     analytics,
     verifyKey: (request, context) => analytics.observe(request.api, request.ip, context, () => verifier.verify(request)),
     accounts: {

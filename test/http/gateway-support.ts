@@ -12,6 +12,7 @@ import type { FastifyInstance } from "fastify";
 import { createKeygate } from "../../src/keygate.js";
 import type { CreateKeyInput, Keygate } from "../../src/keygate.js";
 import { createMemoryStore } from "../../src/store/memory/index.js";
+import type { Clock } from "../../src/lib/clock.js";
 import type { Store } from "../../src/store/types.js";
 import { buildServer } from "../../src/http/server.js";
 import { buildGatewayServer } from "../../src/http/gateway/index.js";
@@ -197,9 +198,10 @@ export interface RunningGateway {
  * replaces the memory store. Throws as they do,
  * e.g. a ConfigError for colliding routes, after releasing what it built.
  */
-export async function startGateway(config: Record<string, unknown> & { apis: unknown[] }, options: { store?: Store } = {}): Promise<RunningGateway> {
+export async function startGateway(config: Record<string, unknown> & { apis: unknown[] }, options: { store?: Store; clock?: Clock } = {}): Promise<RunningGateway> {
   const keygate = await createKeygate({
     store: options.store ?? createMemoryStore(),
+    ...(options.clock ? { clock: options.clock } : {}),
     config: { cache: { changePollMs: 0 }, usage: { flushIntervalMs: 600_000 }, analytics: { flushIntervalMs: 600_000 }, ...config },
   });
   const servers: FastifyInstance[] = [];

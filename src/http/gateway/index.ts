@@ -288,7 +288,7 @@ async function registerApi(app: FastifyInstance, keygate: Keygate, api: ApiConfi
       }
       trackVerification(keygate, request, reply, "gateway");
       const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
-      limits = rateLimitHeaders(api, verdict, Date.now());
+      limits = rateLimitHeaders(api, verdict, keygate.clock.now());
       if (!verdict.valid) return send(reply, renderError(api, verdict, ctxOf(request)), limits);
       identity = identityHeaders(verdict, request.id);
       upstream = upstreamFor(verdict.environment);

@@ -27,7 +27,7 @@ export function registerIntrospection(app: FastifyInstance, keygate: Keygate): v
     if (!spec) continue;
     app.get(spec.path, { schema: { hide: true } }, async (request, reply) => {
       const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route: null });
-      const rl = rateLimitHeaders(api, verdict, Date.now());
+      const rl = rateLimitHeaders(api, verdict, keygate.clock.now());
       if (!verdict.valid) {
         const r = renderError(api, verdict, { requestId: request.id, ip: request.ip, bearer: api.credentials.some((c) => c.type === "bearer" || c.type === "jwt") });
         return reply.code(r.status).headers({ ...r.headers, ...rl }).type(r.contentType).send(r.body);

@@ -59,7 +59,7 @@ function registerHeaderStyle(app: FastifyInstance, keygate: Keygate, api: ApiCon
     const issued = await keygate.tokens.issue({
       api: api.id, clientId: headerOf(request, endpoint.clientIdHeader), key: headerOf(request, endpoint.apiKeyHeader), ip: request.ip,
     });
-    reply.headers({ ...NO_STORE, ...rateLimitHeaders(api, issued.verdict, Date.now()) });
+    reply.headers({ ...NO_STORE, ...rateLimitHeaders(api, issued.verdict, keygate.clock.now()) });
     if (!issued.ok) {
       const r = renderError(api, issued.verdict, { requestId: request.id, ip: request.ip, bearer: false });
       return reply.code(r.status).headers(r.headers).type(r.contentType).send(r.body);
@@ -124,7 +124,7 @@ function registerOAuth2(app: FastifyInstance, keygate: Keygate, api: ApiConfig, 
     const scopes = scope === undefined ? undefined : scope.split(" ").filter((s) => s !== "");
 
     const issued = await keygate.tokens.issue({ api: api.id, clientId, key: secret, ip: request.ip, scopes });
-    reply.headers(rateLimitHeaders(api, issued.verdict, Date.now()));
+    reply.headers(rateLimitHeaders(api, issued.verdict, keygate.clock.now()));
     if (!issued.ok) {
       const { status, error } = oauthError(issued.verdict);
       if (issued.verdict.retryAfter !== undefined) reply.header("retry-after", String(issued.verdict.retryAfter));
