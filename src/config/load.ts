@@ -5,6 +5,10 @@ import { ConfigError } from "../lib/errors.js";
 import { ConfigSchema } from "./schema.js";
 import type { ApiConfig, KeygateConfig } from "./schema.js";
 import { checksumLength } from "../keys/checksum.js";
+import { VERDICT_CODES } from "../verify/codes.js";
+
+/** The verdict codes a client can be denied with: the keys `errorCodes` may rename. */
+const DENIAL_CODES: readonly string[] = VERDICT_CODES.filter((c) => c !== "VALID");
 
 // Innermost `${...}` only (no `$`, `{` or `}` in the default), applied until none is left, so
 // defaults may nest: ${SANDBOX_URL:-${UPSTREAM_URL}}.
@@ -79,6 +83,12 @@ function checkApi(api: ApiConfig, at: string, fail: (path: string, msg: string) 
   for (const [feature, granted] of Object.entries(api.features ?? {})) {
     for (const [i, s] of granted.entries()) {
       if (!scopes.has(s)) fail(`${at}.features.${feature}[${i}]`, `scope ${JSON.stringify(s)} is not declared in ${at}.scopes`);
+    }
+  }
+  // A misspelt code would otherwise be ignored in silence and clients would get the default.
+  for (const code of Object.keys(api.errorCodes ?? {})) {
+    if (!DENIAL_CODES.includes(code)) {
+      fail(`${at}.errorCodes.${code}`, `${JSON.stringify(code)} is not a verdict code a request can be denied with; one of: ${DENIAL_CODES.join(", ")} (docs/verdict-codes.md)`);
     }
   }
   const jwt = api.credentials.findIndex((c) => c.type === "jwt");

@@ -33,7 +33,7 @@ const parse = (raw: unknown, env: NodeJS.ProcessEnv = {}) => parseConfig(raw, "k
 describe("defaults", () => {
   test("a config with only an api id gets every documented default", () => {
     const config = parse({ apis: [{ id: "payments" }] });
-    assert.deepEqual(config.server, { host: "127.0.0.1", port: 8080, bodyLimitBytes: 10 * 1024 * 1024, trustedProxies: [] });
+    assert.deepEqual(config.server, { host: "127.0.0.1", port: 8080, bodyLimitBytes: 10 * 1024 * 1024, trustedProxies: [], shutdownTimeoutMs: 25_000 });
     assert.deepEqual(config.security, {});
     assert.deepEqual(config.cache, { maxKeys: 100_000, negativeTtlSeconds: 10, maxStaleSeconds: 60, changePollMs: 1000 });
     assert.deepEqual(config.usage, { flushIntervalMs: 1000 });
@@ -204,6 +204,23 @@ describe("validation errors", () => {
 
   test("environmentRateLimits may only name declared environments", () => {
     assertConfigError(() => parse({ apis: [{ id: "a", environmentRateLimits: { prod: { limit: 1, windowSeconds: 1 } } }] }), "apis[0].environmentRateLimits.prod", "live, test");
+  });
+
+  test("errorCodes keys must be verdict codes a request can be denied with", () => {
+    const misspelt = assertConfigError(() => parse({ apis: [{ id: "a", errorCodes: { NOT_FOUN: { code: "UNKNOWN_KEY" } } }] }),
+      "keygate.yaml: apis[0].errorCodes.NOT_FOUN:", "\"NOT_FOUN\" is not a verdict code", "NOT_FOUND, EXPIRED");
+    assert.deepEqual(misspelt.details, { file: "keygate.yaml", field: "apis[0].errorCodes.NOT_FOUN" });
+    assertConfigError(() => parse({ apis: [{ id: "a" }, { id: "b", errorCodes: { VALID: { status: 401 } } }] }), "apis[1].errorCodes.VALID", "not a verdict code");
+    assertConfigError(() => parse({ apis: [{ id: "a", errorCodes: { not_found: { code: "X" } } }] }), "apis[0].errorCodes.not_found", "not a verdict code");
+    const ok = parse({ apis: [{ id: "a", errorCodes: { NOT_FOUND: { code: "UNKNOWN_KEY", status: 404, message: "No such key." }, TOKEN_EXPIRED: {} } }] });
+    assert.deepEqual(ok.apis[0]!.errorCodes, { NOT_FOUND: { code: "UNKNOWN_KEY", status: 404, message: "No such key." }, TOKEN_EXPIRED: {} });
+  });
+
+  test("an errorCodes status outside 400-599, an unknown field or an empty code is rejected with its path", () => {
+    assertConfigError(() => parse({ apis: [{ id: "a", errorCodes: { NOT_FOUND: { status: 302 } } }] }), "apis[0].errorCodes.NOT_FOUND.status", "400", "302");
+    assertConfigError(() => parse({ apis: [{ id: "a", errorCodes: { REVOKED: { status: 600 } } }] }), "apis[0].errorCodes.REVOKED.status", "599", "600");
+    assertConfigError(() => parse({ apis: [{ id: "a", errorCodes: { REVOKED: { stauts: 410 } } }] }), "apis[0].errorCodes.REVOKED.stauts", "unknown field \"stauts\"");
+    assertConfigError(() => parse({ apis: [{ id: "a", errorCodes: { REVOKED: { code: "" } } }] }), "apis[0].errorCodes.REVOKED.code");
   });
 });
 

@@ -27,7 +27,7 @@ describe("examples/click-airtime reproduces the Click Airtime V1 and V2 authenti
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "keygate-airtime-"));
     upstream = await startEchoUpstream();
-    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: upstream.url, KEYGATE_ROOT_KEY: ROOT } });
+    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: upstream.url, KEYGATE_ROOT_KEY: ROOT }, clock: true });
     accountId = (await admin(kg.url, ROOT, "POST", "/v1/accounts", { name: "Shop", email: "your@email.com" })).body.id;
   });
   after(async () => {
@@ -84,6 +84,17 @@ describe("examples/click-airtime reproduces the Click Airtime V1 and V2 authenti
       assert.equal(res.status, 401);
       assert.deepEqual(await res.json(), V1_BODY);
     });
+
+    test("a token past its expiry gets the seed's exact 401", async () => {
+      const created = await admin(kg.url, ROOT, "POST", "/v1/keys", { api: "airtime-v1", accountId, expiresAt: new Date(kg.clock!.now() + 60_000).toISOString() });
+      assert.equal(created.status, 201);
+      const headers = { "X-Click-Airtime-Email": "your@email.com", "X-Click-Airtime-Token": created.body.key as string };
+      assert.equal((await call("/adp/balances", headers)).status, 200);
+      await kg.clock!.advance(61_000);
+      const res = await call("/adp/balances", headers);
+      assert.equal(res.status, 401);
+      assert.deepEqual(await res.json(), V1_BODY);
+    });
   });
 
   describe("V2: ce_live_ bearer keys with permissions", () => {
@@ -111,8 +122,9 @@ describe("examples/click-airtime reproduces the Click Airtime V1 and V2 authenti
       const code = async (res: Response) => ({ status: res.status, code: ((await res.json()) as { error: { code: string } }).error.code });
       assert.deepEqual(await code(await call("/v2/balance")), { status: 401, code: "INVALID_API_KEY" });
       assert.deepEqual(await code(await call("/v2/balance", { authorization: "Bearer ce_live_short" })), { status: 401, code: "INVALID_API_KEY" });
-      const expiring = await v2Key({ scopes: ["wallets.read"], expiresAt: new Date(Date.now() + 1500).toISOString() });
-      await new Promise((r) => setTimeout(r, 1600));
+      const expiring = await v2Key({ scopes: ["wallets.read"], expiresAt: new Date(kg.clock!.now() + 60_000).toISOString() });
+      assert.equal((await call("/v2/balance", { authorization: `Bearer ${expiring.key}` })).status, 200);
+      await kg.clock!.advance(61_000);
       assert.deepEqual(await code(await call("/v2/balance", { authorization: `Bearer ${expiring.key}` })), { status: 401, code: "EXPIRED_API_KEY" });
       const revoked = await v2Key({ scopes: ["wallets.read"] });
       await admin(kg.url, ROOT, "POST", `/v1/keys/${revoked.id}/revoke`);
@@ -126,5 +138,38 @@ describe("examples/click-airtime reproduces the Click Airtime V1 and V2 authenti
       const echo = (await (await call("/v2/balance", { authorization: `Bearer ${k.key}` })).json()) as Echo;
       assert.equal(echo.headers["x-keygate-account-id"], accountId);
     });
+  });
+  // Last: it blocks 127.0.0.1 on both APIs, then moves the clock past the blocks.
+  test("five failures from one address block it for 15 minutes, on V1 and on V2 alike", async () => {
+    const clock = kg.clock!;
+    const v2 = await v2Key({ scopes: ["wallets.read"] });
+    const v1 = (await admin(kg.url, ROOT, "POST", "/v1/keys", { api: "airtime-v1", accountId })).body as { key: string };
+    const v1Headers = (token: string) => ({ "X-Click-Airtime-Email": "your@email.com", "X-Click-Airtime-Token": token });
+    // Successes clear what earlier tests left on 127.0.0.1's counts.
+    assert.equal((await call("/v2/balance", { authorization: `Bearer ${v2.key}` })).status, 200);
+    assert.equal((await call("/adp/balances", v1Headers(v1.key))).status, 200);
+    for (let i = 0; i < 5; i++) {
+      const res = await call("/v2/balance", { authorization: `Bearer ce_live_${"A".repeat(31)}${i}` });
+      assert.equal(res.status, 401);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, "INVALID_API_KEY");
+      const old = await call("/adp/balances", v1Headers(`00000000-0000-4000-8000-00000000000${i}`));
+      assert.equal(old.status, 401);
+      assert.deepEqual(await old.json(), V1_BODY);
+    }
+    const blocked2 = await call("/v2/balance", { authorization: `Bearer ${v2.key}` });
+    assert.equal(blocked2.status, 403);
+    assert.equal(((await blocked2.json()) as { error: { code: string } }).error.code, "IP_BLOCKED");
+    const retry = Number(blocked2.headers.get("retry-after"));
+    assert.ok(retry > 14 * 60 && retry <= 15 * 60, `Retry-After ${retry}`);
+    const blocked1 = await call("/adp/balances", v1Headers(v1.key));
+    assert.equal(blocked1.status, 403);
+    assert.equal(((await blocked1.json()) as { statusCode: number }).statusCode, 403);
+    assert.ok(Number(blocked1.headers.get("retry-after")) > 14 * 60);
+
+    await clock.advance(14 * 60_000);
+    assert.equal((await call("/v2/balance", { authorization: `Bearer ${v2.key}` })).status, 403, "still blocked after 14 minutes");
+    await clock.advance(61_000);
+    assert.equal((await call("/v2/balance", { authorization: `Bearer ${v2.key}` })).status, 200, "free again after 15");
+    assert.equal((await call("/adp/balances", v1Headers(v1.key))).status, 200);
   });
 });

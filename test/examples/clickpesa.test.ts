@@ -32,7 +32,7 @@ describe("examples/clickpesa reproduces the ClickPesa API authentication", () =>
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "keygate-clickpesa-"));
     upstream = await startEchoUpstream();
-    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: upstream.url, KEYGATE_ROOT_KEY: ROOT } });
+    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: upstream.url, KEYGATE_ROOT_KEY: ROOT }, clock: true });
     accountId = (await admin(kg.url, ROOT, "POST", "/v1/accounts", { name: "My shop Ltd", email: "dev@myshop.test" })).body.id;
   });
   after(async () => {
@@ -142,5 +142,74 @@ describe("examples/clickpesa reproduces the ClickPesa API authentication", () =>
     assert.equal(body.token_type, "Bearer");
     assert.equal(body.expires_in, 3600);
     assert.equal((await call("/third-parties/payouts/P-1", { authorization: `Bearer ${body.access_token}` }, { method: "POST" })).status, 200);
+  });
+  test("a JWT past its exp gets 401 TOKEN_EXPIRED; a new exchange gives a working one", async () => {
+    const clock = kg.clock!;
+    const app = await newApplication(["payment-api"]);
+    const k = await newKey(app.id, { expiresAt: new Date(clock.now() + 30 * 86_400_000).toISOString() });
+    const { token } = (await (await generateToken(app.clientId, k.key)).json()) as { token: string };
+    assert.equal((await call("/third-parties/payments/1", { authorization: token })).status, 200);
+    await clock.advance(3_599_000);
+    assert.equal((await call("/third-parties/payments/1", { authorization: token })).status, 200, "valid to the end of its hour");
+    await clock.advance(2_000);
+    const res = await call("/third-parties/payments/1", { authorization: token });
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get("content-type"), "application/problem+json; charset=utf-8");
+    assert.match(res.headers.get("www-authenticate") ?? "", /error="invalid_token"/);
+    const body = (await res.json()) as { code: string; detail: string };
+    assert.deepEqual([body.code, body.detail], ["TOKEN_EXPIRED", "The access token has expired; exchange the Client ID and API key for a new one."]);
+    const again = (await (await generateToken(app.clientId, k.key)).json()) as { token: string };
+    assert.equal((await call("/third-parties/payments/1", { authorization: again.token })).status, 200);
+  });
+
+  test("an API key that expires stops its JWTs at once, and no JWT outlives its key", async () => {
+    const clock = kg.clock!;
+    const app = await newApplication(["payment-api"]);
+    const k = await newKey(app.id, { expiresAt: new Date(clock.now() + 2 * 86_400_000).toISOString() });
+    const { token } = (await (await generateToken(app.clientId, k.key)).json()) as { token: string };
+    assert.equal((await call("/third-parties/payments/1", { authorization: token })).status, 200);
+    // The key's expiry moves before the token's exp: the token must stop with the key.
+    const soon = new Date(clock.now() + 60_000).toISOString();
+    assert.equal((await admin(kg.url, ROOT, "PATCH", `/v1/keys/${k.id}`, { expiresAt: soon })).status, 200);
+    assert.equal((await call("/third-parties/payments/1", { authorization: token })).status, 200);
+    await clock.advance(61_000);
+    const refused = await call("/third-parties/payments/1", { authorization: token });
+    assert.equal(refused.status, 401);
+    assert.equal(((await refused.json()) as { code: string }).code, "EXPIRED");
+    const exchange = await generateToken(app.clientId, k.key);
+    assert.equal(exchange.status, 401);
+    assert.equal(((await exchange.json()) as { code: string }).code, "EXPIRED");
+
+    const short = await newKey(app.id, { expiresAt: new Date(clock.now() + 600_000).toISOString() });
+    const minted = (await (await generateToken(app.clientId, short.key)).json()) as { token: string };
+    assert.equal(decodeJwt(minted.token.slice(7)).exp, Math.floor(Date.parse(short.expiresAt!) / 1000), "exp is the key's expiry, not an hour");
+  });
+
+  // Last: it blocks 127.0.0.1, then moves the clock past the block.
+  test("five failed exchanges count attemptsLeft down; the address is then blocked for 15 minutes", async () => {
+    const clock = kg.clock!;
+    const a = await newApplication(["payment-api"]);
+    const b = await newApplication(["payment-api"]);
+    const k = await newKey(a.id);
+    // A success clears what earlier tests left on 127.0.0.1's count.
+    assert.equal((await generateToken(a.clientId, k.key)).status, 200);
+    const left: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await generateToken(b.clientId, k.key);
+      assert.equal(res.status, 401);
+      const body = (await res.json()) as { code: string; attemptsLeft: number };
+      assert.equal(body.code, "NOT_FOUND");
+      left.push(body.attemptsLeft);
+    }
+    assert.deepEqual(left, [4, 3, 2, 1, 0]);
+    const blocked = await generateToken(a.clientId, k.key);
+    assert.equal(blocked.status, 403);
+    assert.equal(((await blocked.json()) as { code: string }).code, "IP_BLOCKED");
+    const retry = Number(blocked.headers.get("retry-after"));
+    assert.ok(retry > 14 * 60 && retry <= 15 * 60, `Retry-After ${retry}`);
+    await clock.advance(14 * 60_000);
+    assert.equal((await generateToken(a.clientId, k.key)).status, 403, "still blocked after 14 minutes");
+    await clock.advance(61_000);
+    assert.equal((await generateToken(a.clientId, k.key)).status, 200, "free again after 15");
   });
 });

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { admin, startEchoUpstream, startServe } from "../support/serve.js";
 import type { Echo, ServedKeygate } from "../support/serve.js";
+import { rawRequest } from "../http/gateway-support.js";
 
 const ROOT = "clickyid-root-key-0123456789abcdefghijklmnop";
 const CONFIG = new URL("../../examples/clickyid/keygate.yaml", import.meta.url).pathname;
@@ -26,7 +27,7 @@ describe("examples/clickyid reproduces the ClickyID API key authentication", () 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "keygate-clickyid-"));
     upstream = await startEchoUpstream();
-    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: upstream.url, KEYGATE_ROOT_KEY: ROOT } });
+    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: upstream.url, KEYGATE_ROOT_KEY: ROOT }, clock: true });
     accountId = (await admin(kg.url, ROOT, "POST", "/v1/accounts", { name: "Acme team", email: "team@acme.test" })).body.id;
   });
   after(async () => {
@@ -52,6 +53,18 @@ describe("examples/clickyid reproduces the ClickyID API key authentication", () 
     const reset = Number(res.headers.get("x-ratelimit-reset"));
     assert.equal(reset % 3600, 0, "hourly windows reset on the hour");
     assert.ok(reset * 1000 > Date.now() && reset * 1000 <= Date.now() + 3_600_000);
+  });
+
+  test("the Authorization header name is matched whatever its case", async () => {
+    const k = await newKey({ scopes: ["validate:offers"] });
+    // node:http sends header names as written; fetch would lower-case them.
+    for (const name of ["Authorization", "authorization", "AUTHORIZATION", "aUtHoRiZaTiOn"]) {
+      const res = await rawRequest(kg.url, { path: "/offers", headers: { [name]: `Bearer ${k.key}` } });
+      assert.equal(res.status, 200, name);
+      const echo = JSON.parse(res.body) as Echo;
+      assert.equal(echo.headers["x-keygate-key-id"], k.id, name);
+      assert.equal(echo.headers.authorization, undefined, `${name} is stripped whatever its case`);
+    }
   });
 
   test("scopes per endpoint", async () => {
@@ -106,5 +119,20 @@ describe("examples/clickyid reproduces the ClickyID API key authentication", () 
     const revoked = await call("/offers", k.key);
     assert.equal(revoked.status, 401);
     assert.equal(((await revoked.json()) as { code: string }).code, "REVOKED");
+  });
+  // Last: it moves keygate's clock forward.
+  test("a key past its expiresAt is a 401 EXPIRED problem document with an invalid_token challenge", async () => {
+    const clock = kg.clock!;
+    const k = await newKey({ scopes: ["validate:offers"], expiresAt: new Date(clock.now() + 60_000).toISOString() });
+    assert.equal((await call("/offers", k.key)).status, 200);
+    await clock.advance(59_000);
+    assert.equal((await call("/offers", k.key)).status, 200, "still valid a second before");
+    await clock.advance(2_000);
+    const res = await call("/offers", k.key);
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get("content-type"), "application/problem+json; charset=utf-8");
+    assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer realm="clickyid", error="invalid_token"/);
+    const body = (await res.json()) as { code: string; detail: string; status: number };
+    assert.deepEqual([body.status, body.code, body.detail], [401, "EXPIRED", "The API key has expired."]);
   });
 });

@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { admin, startEchoUpstream, startServe } from "../support/serve.js";
-import type { Echo, ServedKeygate } from "../support/serve.js";
+import type { Echo, ServedClock, ServedKeygate } from "../support/serve.js";
+import { rawRequest } from "../http/gateway-support.js";
 
 const ROOT = "oneclickdz-root-key-0123456789abcdefghijkl";
 const CONFIG = new URL("../../examples/oneclickdz/keygate.yaml", import.meta.url).pathname;
@@ -20,6 +21,7 @@ describe("examples/oneclickdz reproduces the OneClickDz Flexy API authentication
   let production: Awaited<ReturnType<typeof startEchoUpstream>>;
   let sandbox: Awaited<ReturnType<typeof startEchoUpstream>>;
   let accountId: string;
+  let clock: ServedClock;
   const call = (path: string, init: RequestInit = {}) => fetch(`${kg.url}${path}`, { ...init, signal: AbortSignal.timeout(10_000) });
   const newKey = async (body: Record<string, unknown>) => (await admin(kg.url, ROOT, "POST", "/v1/keys", { api: "oneclickdz", accountId, ...body })).body as { id: string; key: string };
 
@@ -27,7 +29,8 @@ describe("examples/oneclickdz reproduces the OneClickDz Flexy API authentication
     dir = mkdtempSync(join(tmpdir(), "keygate-oneclickdz-"));
     production = await startEchoUpstream("production");
     sandbox = await startEchoUpstream("sandbox");
-    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: production.url, SANDBOX_UPSTREAM_URL: sandbox.url, KEYGATE_ROOT_KEY: ROOT } });
+    kg = await startServe({ config: CONFIG, dataDir: dir, env: { UPSTREAM_URL: production.url, SANDBOX_UPSTREAM_URL: sandbox.url, KEYGATE_ROOT_KEY: ROOT }, clock: true });
+    clock = kg.clock!;
     accountId = (await admin(kg.url, ROOT, "POST", "/v1/accounts", { name: "+213665983439", email: "owner@example.dz" })).body.id;
   });
   after(async () => {
@@ -56,6 +59,16 @@ describe("examples/oneclickdz reproduces the OneClickDz Flexy API authentication
     const b = (await (await call("/v3/balance", { headers: { "x-access-token": sand.key } })).json()) as Echo;
     assert.equal(b.upstream, "sandbox");
     assert.equal(b.headers["x-keygate-environment"], "sandbox");
+  });
+
+  test("the X-Access-Token header name is matched whatever its case", async () => {
+    const k = await newKey({ environment: "production" });
+    // node:http sends header names as written; fetch would lower-case them.
+    for (const name of ["X-Access-Token", "x-access-token", "X-ACCESS-TOKEN", "x-AcCeSs-ToKeN"]) {
+      const res = await rawRequest(kg.url, { path: "/v3/balance", headers: { [name]: k.key } });
+      assert.equal(res.status, 200, name);
+      assert.equal((JSON.parse(res.body) as Echo).headers["x-keygate-key-id"], k.id, name);
+    }
   });
 
   test("GET /v3/validate answers the seed's exact body", async () => {
@@ -115,7 +128,23 @@ describe("examples/oneclickdz reproduces the OneClickDz Flexy API authentication
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, "INVALID_ACCESS_TOKEN");
   });
 
-  // Last: it blocks 127.0.0.1 for 15 minutes.
+  test("a key past its expiry is refused as an invalid token, on calls and on /v3/validate", async () => {
+    const k = await newKey({ expiresAt: new Date(clock.now() + 60_000).toISOString() });
+    assert.equal((await call("/v3/balance", { headers: { "X-Access-Token": k.key } })).status, 200);
+    await clock.advance(61_000);
+    for (const path of ["/v3/balance", "/v3/validate"]) {
+      const res = await call(path, { headers: { "X-Access-Token": k.key } });
+      assert.equal(res.status, 401, path);
+      const body = (await res.json()) as { success: boolean; error: { code: string; message: string } };
+      assert.equal(body.success, false);
+      assert.equal(body.error.code, "INVALID_ACCESS_TOKEN");
+      assert.equal(body.error.message, "The provided access token is invalid");
+    }
+    const listed = await admin(kg.url, ROOT, "GET", `/v1/keys/${k.id}`);
+    assert.equal(listed.body.status, "expired");
+  });
+
+  // Last: it blocks 127.0.0.1 for 15 minutes (then moves the clock past the block).
   test("five invalid tokens count attemptsLeft down to 0, then 403 IP_BLOCKED for 15 minutes", async () => {
     // The revocation test above left one failure on 127.0.0.1's count; a valid call clears it.
     const fresh = await newKey({});
@@ -137,5 +166,9 @@ describe("examples/oneclickdz reproduces the OneClickDz Flexy API authentication
     assert.deepEqual(body.error, { code: "IP_BLOCKED", message: "Your IP has been temporarily blocked due to too many invalid attempts" });
     const retry = Number(res.headers.get("retry-after"));
     assert.ok(retry > 14 * 60 && retry <= 15 * 60, `Retry-After ${retry}`);
+    await clock.advance(14 * 60_000);
+    assert.equal((await call("/v3/balance", { headers: { "X-Access-Token": valid.key } })).status, 403, "still blocked after 14 minutes");
+    await clock.advance(61_000);
+    assert.equal((await call("/v3/balance", { headers: { "X-Access-Token": valid.key } })).status, 200, "free again after 15");
   });
 });

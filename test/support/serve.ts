@@ -10,20 +10,43 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 export const CLI = fileURLToPath(new URL("../../dist/cli/index.js", import.meta.url));
+const CLOCK_PRELOAD = fileURLToPath(new URL("./clock-preload.mjs", import.meta.url));
+
+/** The wall clock of a served keygate, which only the test moves forward (see clock-preload.mjs). */
+export interface ServedClock {
+  /** The served keygate's current time, in epoch ms. */
+  now(): number;
+  /** Moves the served keygate's clock `ms` forward; resolves once the process has applied it. */
+  advance(ms: number): Promise<void>;
+}
 
 export interface ServedKeygate {
   url: string;
   logs: string[];
+  /** The `keygate serve` process, for tests that signal it themselves. */
+  child: ChildProcess;
+  /** Resolves with the exit code (null after a signal) once the process has exited. */
+  exited: Promise<number | null>;
+  /** Present when started with `clock: true`. */
+  clock?: ServedClock;
   stop(): Promise<void>;
 }
 
-/** Starts `keygate serve --port 0` and resolves once its "keygate listening on" line says where. */
-export async function startServe(options: { config: string; dataDir: string; env?: NodeJS.ProcessEnv; args?: string[] }): Promise<ServedKeygate> {
+/**
+ * Starts `keygate serve --port 0` and resolves once its "keygate listening on" line says where.
+ * With `clock: true` the test can move the process's clock forward (`clock.advance`), to pass
+ * expiries, token lifetimes and lockout blocks without sleeping.
+ */
+export async function startServe(options: { config: string; dataDir: string; env?: NodeJS.ProcessEnv; args?: string[]; clock?: boolean }): Promise<ServedKeygate> {
   const env: NodeJS.ProcessEnv = { ...process.env, KEYGATE_LOG_LEVEL: "info", ...options.env };
   for (const k of ["KEYGATE_CONFIG", "PORT", "KEYGATE_DATABASE_URL", "KEYGATE_REDIS_URL"]) if (!options.env || !(k in options.env)) delete env[k];
-  const child: ChildProcess = spawn(process.execPath, [CLI, "serve", "--port", "0", "--config", options.config, "--data", options.dataDir, ...(options.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...(options.clock ? ["--import", CLOCK_PRELOAD] : []), CLI, "serve", "--port", "0", "--config", options.config, "--data", options.dataDir, ...(options.args ?? [])],
+    { env, stdio: options.clock ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"] },
+  );
   const logs: string[] = [];
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill("SIGTERM");
@@ -43,7 +66,28 @@ export async function startServe(options: { config: string; dataDir: string; env
       } catch { /* not JSON: keep it in the log */ }
     });
   }).catch(async (e: unknown) => { await stop(); throw e; });
-  return { url, logs, stop };
+  return { url, logs, child, exited, stop, ...(options.clock ? { clock: servedClock(child) } : {}) };
+}
+
+/** The parent's side of clock-preload.mjs: offsets sent over IPC, each acknowledged. */
+function servedClock(child: ChildProcess): ServedClock {
+  let offset = 0;
+  return {
+    now: () => Date.now() + offset,
+    advance: (ms) => new Promise<void>((resolve, reject) => {
+      const wanted = offset + ms;
+      const onMessage = (m: { type?: string; offsetMs?: number }): void => {
+        if (m?.type !== "keygate-test-clock" || m.offsetMs !== wanted) return;
+        clearTimeout(timer);
+        child.off("message", onMessage);
+        offset = wanted;
+        resolve();
+      };
+      const timer = setTimeout(() => { child.off("message", onMessage); reject(new Error("the served keygate did not acknowledge the clock within 5 s")); }, 5000);
+      child.on("message", onMessage);
+      child.send({ type: "keygate-test-clock", offsetMs: wanted });
+    }),
+  };
 }
 
 /** What an echo upstream saw. */
