@@ -1,4 +1,5 @@
 import { pino } from "pino";
+import type { FastifyInstance } from "fastify";
 import { ensureRootKey } from "../auth/root-key.js";
 import { buildServer } from "../http/server.js";
 import { buildGatewayServer } from "../http/gateway/index.js";
@@ -32,6 +33,37 @@ function banner(rootKey: string): string {
   return [`╔${bar}╗`, ...lines.map((l) => `║  ${l.padEnd(width - 2)}║`), `╚${bar}╝`].join("\n");
 }
 
+/** How often a draining server looks for connections that have become idle. */
+const DRAIN_POLL_MS = 50;
+
+/**
+ * Stops accepting connections and waits for the requests in flight, for at most `timeoutMs`;
+ * then cuts what is left, so the usage flush that follows happens before an orchestrator's
+ * SIGKILL. False when something had to be cut.
+ *
+ * Fastify's close() only closes the keep-alive connections that are idle when it is called:
+ * one that was busy stays open after its response for the whole keep-alive timeout (72 s),
+ * holding the process — and the unflushed usage — for no request. So idle connections are
+ * closed again as the in-flight responses finish.
+ */
+async function drain(servers: FastifyInstance[], timeoutMs: number): Promise<boolean> {
+  const sweep = setInterval(() => { for (const s of servers) s.server.closeIdleConnections(); }, DRAIN_POLL_MS);
+  let deadline: NodeJS.Timeout | undefined;
+  try {
+    const closed = Promise.all(servers.map((s) => s.close())).then(() => true);
+    const late = new Promise<false>((resolve) => { deadline = setTimeout(() => resolve(false), timeoutMs); });
+    const drained = await Promise.race([closed, late]);
+    if (!drained) {
+      for (const s of servers) s.server.closeAllConnections();
+      await closed;
+    }
+    return drained;
+  } finally {
+    clearInterval(sweep);
+    clearTimeout(deadline);
+  }
+}
+
 /** `keygate serve`: the whole service on one port, until SIGINT or SIGTERM. */
 export async function serve(options: ServeOptions): Promise<void> {
   const logger = pino({ level: process.env.KEYGATE_LOG_LEVEL ?? "info", base: { service: "keygate" } });
@@ -54,9 +86,12 @@ export async function serve(options: ServeOptions): Promise<void> {
   const shutdown = async (signal: string): Promise<void> => {
     if (closing) return;
     closing = true;
-    logger.info({ signal }, "shutting down: draining requests and flushing usage");
+    const timeoutMs = config.server.shutdownTimeoutMs;
+    logger.info({ signal, timeoutMs }, "shutting down: draining requests and flushing usage");
     try {
-      await Promise.all([app.close(), gateway?.close()]);
+      const servers = [app, ...(gateway ? [gateway] : [])];
+      const drained = await drain(servers, timeoutMs);
+      if (!drained) logger.warn({ timeoutMs }, "requests still open after server.shutdownTimeoutMs were cut off");
       await keygate.close();
       logger.info("stopped");
       process.exit(0);

@@ -176,6 +176,7 @@ export const ConfigSchema = Type.Object(
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 512 * 1024 * 1024, default: 10 * 1024 * 1024 }),
         gatewayPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: "Serve gateway traffic on its own port; the admin API keeps `port`" })),
         trustedProxies: Type.Array(Type.String(), { default: [], description: "Addresses/CIDRs of proxies whose X-Forwarded-For is believed" }),
+        shutdownTimeoutMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 25_000, description: "On SIGTERM/SIGINT, how long in-flight requests may take before they are cut off and usage is flushed" }),
       },
       { additionalProperties: false, default: {} },
     ),

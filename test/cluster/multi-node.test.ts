@@ -5,6 +5,10 @@
  *
  * The change feed is slowed to once a minute (`cache.changePollMs: 60000`), so that only the
  * Redis bus can explain a revocation reaching another node's cache quickly.
+ *
+ * After each Redis outage the key's usage count and its VALID analytics events in PostgreSQL
+ * equal the VALID answers the clients received: usage is counted in the store, not in Redis,
+ * so an outage loses none of it (docs/deploy.md).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -164,6 +168,43 @@ async function awayFromHourBoundary(): Promise<void> {
 /** A well-formed `ce_live_…` key that no one issued. */
 const unknownKey = (): string => `ce_live_${Array.from({ length: 32 }, () => "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[Math.floor(Math.random() * 62)]).join("")}`;
 
+/**
+ * How soon after node1 acknowledges a revocation node2 must refuse the key. docs/deploy.md
+ * measures p99 ≈ 15 ms (bench/cluster-propagation.ts). On a loaded 2-core CI machine one
+ * round in ten may stall for tens of ms (seen: 69 ms with p50 7 ms), so the claim is checked
+ * as a percentile over several keys, and every single key gets a hard bound that still fails
+ * at once if the bus missed it (the change feed would take 60 s).
+ */
+const PROPAGATION_P90_MS = 100;
+const PROPAGATION_MAX_MS = 250;
+const PROPAGATION_ROUNDS = 10;
+
+const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
+
+/** A key's usage count and VALID analytics events as written to PostgreSQL, not as a node holds them in memory. */
+async function storedUsage(db: TestDatabase, keyId: string): Promise<{ usageCount: number; validEvents: number }> {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    const key = await client.query<{ n: string }>("SELECT usage_count AS n FROM keys WHERE id = $1", [keyId]);
+    const events = await client.query<{ n: string | null }>("SELECT SUM(count) AS n FROM usage_aggregates WHERE key_id = $1 AND period = 'minute' AND metric = 'latency' AND code = 'VALID'", [keyId]);
+    return { usageCount: Number(key.rows[0]!.n), validEvents: Number(events.rows[0]!.n ?? 0) };
+  } finally {
+    await client.end();
+  }
+}
+
+/** Waits for the nodes' usage flush (every second) to write `valid` for the key, then checks a later flush adds nothing. */
+async function expectStoredUsage(db: TestDatabase, keyId: string, valid: number, what: string): Promise<void> {
+  let last = { usageCount: -1, validEvents: -1 };
+  await waitFor(`${what}: ${valid} VALID answers in the store`, async () => {
+    last = await storedUsage(db, keyId);
+    return last.usageCount === valid && last.validEvents === valid;
+  }, 10_000, 100).catch((e: Error) => { throw new Error(`${e.message}; the store has ${JSON.stringify(last)}`); });
+  await sleep(1500);
+  assert.deepEqual(await storedUsage(db, keyId), { usageCount: valid, validEvents: valid }, `${what}: counted once`);
+}
+
 describe("two nodes sharing PostgreSQL and Redis", { skip: PG_AND_REDIS_SKIP }, () => {
   let cluster: Cluster;
   let n1: KeygateNode;
@@ -211,12 +252,12 @@ describe("two nodes sharing PostgreSQL and Redis", { skip: PG_AND_REDIS_SKIP }, 
     assert.equal((await verify(n2, key, { ip: "198.51.100.24" })).body.code, "VALID");
   });
 
-  test("a revocation on node1 reaches node2's cache over the Redis bus in well under 500 ms", async () => {
+  test(`a revocation on node1 is refused by node2 within ${PROPAGATION_P90_MS} ms at p90 over ${PROPAGATION_ROUNDS} keys, and every key within ${PROPAGATION_MAX_MS} ms`, async () => {
     const admin = new pg.Client({ connectionString: cluster.db.url });
     await admin.connect();
     const seen: number[] = [];
     try {
-      for (let round = 0; round < 5; round++) {
+      for (let round = 0; round < PROPAGATION_ROUNDS; round++) {
         const { id, key } = await cluster.createKey();
         assert.equal((await verify(n2, key)).body.code, "VALID"); // now cached on node2
         if (round === 0) {
@@ -251,13 +292,15 @@ describe("two nodes sharing PostgreSQL and Redis", { skip: PG_AND_REDIS_SKIP }, 
         const afterAck = Math.max(0, firstRevokedAt - ackAt);
         seen.push(afterAck);
         console.log(`revocation propagation node1 → node2: REVOKED seen ${afterAck.toFixed(1)} ms after the revoke was acknowledged (${(firstRevokedAt - sentAt).toFixed(1)} ms after it was sent; ${polls} polls)`);
-        assert.ok(afterAck < 500, `took ${afterAck.toFixed(1)} ms`);
       }
     } finally {
       await admin.end();
     }
     const sorted = [...seen].sort((a, b) => a - b);
-    console.log(`revocation propagation over 5 rounds: min ${sorted[0]!.toFixed(1)} ms, median ${sorted[2]!.toFixed(1)} ms, max ${sorted[4]!.toFixed(1)} ms (change feed polled only every 60 s)`);
+    console.log(`revocation propagation over ${sorted.length} keys: min ${sorted[0]!.toFixed(1)} ms, p50 ${percentile(sorted, 0.5).toFixed(1)} ms, p90 ${percentile(sorted, 0.9).toFixed(1)} ms, max ${sorted[sorted.length - 1]!.toFixed(1)} ms (bounds: p90 ${PROPAGATION_P90_MS} ms, each ${PROPAGATION_MAX_MS} ms; change feed polled only every 60 s)`);
+    const all = seen.map((ms) => ms.toFixed(1)).join(", ");
+    assert.ok(percentile(sorted, 0.9) <= PROPAGATION_P90_MS, `p90 ${percentile(sorted, 0.9).toFixed(1)} ms: ${all}`);
+    assert.ok(sorted[sorted.length - 1]! <= PROPAGATION_MAX_MS, `slowest ${sorted[sorted.length - 1]!.toFixed(1)} ms: ${all}`);
   });
 
   test("a JWT minted on node1 works on node2 until its key is revoked on node1, then fails there at once", async () => {
@@ -285,7 +328,7 @@ describe("two nodes sharing PostgreSQL and Redis", { skip: PG_AND_REDIS_SKIP }, 
     const after = performance.now() - ackAt;
     console.log(`JWT revocation propagation node1 → node2: refused ${after.toFixed(1)} ms after the revoke was acknowledged`);
     assert.deepEqual(last, { status: 401, code: "REVOKED" });
-    assert.ok(after < 500, `took ${after.toFixed(1)} ms`);
+    assert.ok(after <= PROPAGATION_MAX_MS, `took ${after.toFixed(1)} ms`);
   });
 
   test("a rotation on node1 stops the old key on node2 at once, and the successor verifies there", async () => {
@@ -341,9 +384,9 @@ describe("redis.failureMode closed: a Redis outage refuses verifications and hea
     await redis?.stop();
   });
 
-  test("503 LIMITER_UNAVAILABLE while Redis is down (never VALID unchecked, never 500), VALID again after it restarts", async () => {
+  test("503 LIMITER_UNAVAILABLE while Redis is down (never VALID unchecked, never 500), VALID again after it restarts, and every VALID counted", async () => {
     const node = cluster.nodes[0]!;
-    const { key } = await cluster.createKey({ limit: 1_000_000, windowSeconds: 3600 });
+    const { id, key } = await cluster.createKey({ limit: 1_000_000, windowSeconds: 3600 });
     const traffic = load(node, key, 4, "203.0.113.77");
     try {
       await waitFor("50 verifications before the outage", () => traffic.outcomes.filter((o) => o.code === "VALID").length >= 50, 10_000);
@@ -384,6 +427,12 @@ describe("redis.failureMode closed: a Redis outage refuses verifications and hea
       const afterwards = all.filter((o) => o.startedAt > settledAt);
       assert.ok(afterwards.length > 0);
       assert.deepEqual(new Set(afterwards.map((o) => o.code)), new Set(["VALID"]));
+
+      // Nothing lost, nothing counted twice: a 503 is no use of the key, and each VALID is.
+      const valid = all.filter((o) => o.code === "VALID").length;
+      await expectStoredUsage(cluster.db, id, valid, "closed mode, the loaded key");
+      await expectStoredUsage(cluster.db, plain.id, 1, "closed mode, the key verified during the outage");
+      console.log(`redis failureMode closed: ${valid} VALID answers, ${valid} in keys.usage_count and in the VALID analytics events`);
     } finally {
       await traffic.stop();
     }
@@ -442,10 +491,17 @@ describe("redis.failureMode local: a Redis outage falls back to per-node limits 
     await redis?.stop();
   });
 
+  /** VALID answers received, per key: what the store's usage counts must end up holding. */
+  const validAnswers = new Map<string, number>();
+  const verifyCounted = async (node: KeygateNode, key: string, extra: { ip?: string } = {}): Promise<Reply> => {
+    const r = await verify(node, key, extra);
+    if (r.body.code === "VALID") validAnswers.set(key, (validAnswers.get(key) ?? 0) + 1);
+    return r;
+  };
   const burst = async (key: string, count: number): Promise<Reply[]> =>
-    Promise.all(Array.from({ length: count }, (_, i) => verify(cluster.nodes[i % 2]!, key)));
+    Promise.all(Array.from({ length: count }, (_, i) => verifyCounted(cluster.nodes[i % 2]!, key)));
 
-  test("limits are shared before the outage, per node during it, and shared again after the restart", async () => {
+  test("limits are shared before the outage, per node during it, and shared again after the restart; usage counts every VALID", async () => {
     const [n1, n2] = cluster.nodes as [KeygateNode, KeygateNode];
     await awayFromHourBoundary();
     const shared = await cluster.createKey({ limit: 5, windowSeconds: 3600 });
@@ -457,15 +513,15 @@ describe("redis.failureMode local: a Redis outage falls back to per-node limits 
 
     // Each node now counts on its own: 5 per node, 10 in the cluster, and never a 503.
     const perNode = await Promise.all([n1, n2].map(async (node) => {
-      const replies = await Promise.all(Array.from({ length: 12 }, () => verify(node, duringOutage.key)));
+      const replies = await Promise.all(Array.from({ length: 12 }, () => verifyCounted(node, duringOutage.key)));
       return tally(replies);
     }));
     assert.deepEqual(perNode, [{ "200 VALID": 5, "200 RATE_LIMITED": 7 }, { "200 VALID": 5, "200 RATE_LIMITED": 7 }]);
     // The lockout is per node too: node1 blocks an IP that node2 does not know about.
     const ip = "192.0.2.200";
-    for (let i = 0; i < 5; i++) assert.equal((await verify(n1, unknownKey(), { ip })).status, 200);
-    assert.equal((await verify(n1, meter.key, { ip })).body.code, "IP_BLOCKED");
-    assert.equal((await verify(n2, meter.key, { ip })).body.code, "VALID");
+    for (let i = 0; i < 5; i++) assert.equal((await verifyCounted(n1, unknownKey(), { ip })).status, 200);
+    assert.equal((await verifyCounted(n1, meter.key, { ip })).body.code, "IP_BLOCKED");
+    assert.equal((await verifyCounted(n2, meter.key, { ip })).body.code, "VALID");
 
     const upAt = performance.now();
     await redis.start();
@@ -478,7 +534,7 @@ describe("redis.failureMode local: a Redis outage falls back to per-node limits 
       await waitFor(`${node.name} to count in Redis again`, async () => {
         const k = counterKey();
         const before = await counted(k);
-        const r = await verify(node, meter.key);
+        const r = await verifyCounted(node, meter.key);
         const after = await counted(k);
         return r.body.code === "VALID" && after === before + 1 && r.body.ratelimit.remaining === 1_000_000 - after;
       }, 15_000, 25).catch((e: Error) => { throw new Error(`${e.message}; ${node.name} logged:\n${node.logs.join("\n")}`); });
@@ -490,8 +546,14 @@ describe("redis.failureMode local: a Redis outage falls back to per-node limits 
     assert.deepEqual(tally(await burst(after.key, 20)), { "200 VALID": 5, "200 RATE_LIMITED": 15 });
     // The lockout is shared again too (Redis restarted empty, so the IP starts afresh).
     const ip2 = "192.0.2.201";
-    for (let i = 0; i < 5; i++) await verify(n1, unknownKey(), { ip: ip2 });
-    assert.equal((await verify(n2, meter.key, { ip: ip2 })).body.code, "IP_BLOCKED");
+    for (let i = 0; i < 5; i++) await verifyCounted(n1, unknownKey(), { ip: ip2 });
+    assert.equal((await verifyCounted(n2, meter.key, { ip: ip2 })).body.code, "IP_BLOCKED");
+
+    // Usage is counted in PostgreSQL, not Redis: the outage lost none of it, on either node.
+    for (const [what, k] of Object.entries({ shared, duringOutage, meter, after })) {
+      await expectStoredUsage(cluster.db, k.id, validAnswers.get(k.key) ?? 0, `local mode, ${what}`);
+    }
+    console.log(`redis failureMode local: VALID answers per key ${JSON.stringify(Object.fromEntries(Object.entries({ shared, duringOutage, meter, after }).map(([w, k]) => [w, validAnswers.get(k.key) ?? 0])))}, all in the store`);
   });
 
   test("after the restart the invalidation bus delivers revocations again", async () => {

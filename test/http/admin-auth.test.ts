@@ -13,12 +13,14 @@ import { sha256Hex } from "../../src/keys/hash.js";
 import { createManualClock } from "../../src/lib/clock.js";
 import { createMetrics } from "../../src/ops/metrics.js";
 import { createMemoryStore } from "../../src/store/memory/index.js";
+import type { Store } from "../../src/store/types.js";
 
 const ROOT = "admin-auth-test-root-key-0123456789abcdef";
 let keygate: Keygate;
 let app: FastifyInstance;
 let accountId: string;
 let key: CreatedKey;
+let redisUp = true;
 let storeUp = true;
 
 type Method = "GET" | "POST" | "PATCH";
@@ -49,15 +51,21 @@ const BAD_AUTH: Array<[string, Record<string, string>, RegExp]> = [
   ["a key of an API instead of the root key", { authorization: "Bearer KEY" }, /^The root key is not valid\.$/],
 ];
 
+/** A memory store whose reads fail while `storeUp` is false, as a database that went away. */
+function failingStore(): Store {
+  const store = createMemoryStore();
+  return { ...store, getSetting: async (name) => { if (!storeUp) throw new Error("connect ECONNREFUSED 127.0.0.1:5432"); return store.getSetting(name); } };
+}
+
 before(async () => {
   const metrics = createMetrics({ defaultMetrics: false });
   keygate = await createKeygate({
     config: { apis: [{ id: "pay", keyFormat: { prefix: "pk" } }], cache: { changePollMs: 0 }, usage: { flushIntervalMs: 600_000 }, analytics: { flushIntervalMs: 600_000 } },
-    store: createMemoryStore(),
+    store: failingStore(),
     clock: createManualClock(Date.parse("2026-01-01T00:00:00Z")),
     metrics,
   });
-  app = await buildServer({ keygate, rootKeyHash: sha256Hex(ROOT), metrics, readiness: { redis: async () => { if (!storeUp) throw new Error("connection refused"); } } });
+  app = await buildServer({ keygate, rootKeyHash: sha256Hex(ROOT), metrics, readiness: { redis: async () => { if (!redisUp) throw new Error("connection refused"); } } });
   accountId = (await keygate.accounts.create({ name: "Acme", email: "dev@acme.test" })).id;
   key = await keygate.keys.create({ api: "pay", accountId });
 });
@@ -128,14 +136,29 @@ describe("operational routes need no key", () => {
     const ok = await app.inject({ method: "GET", url: "/readyz" });
     assert.equal(ok.statusCode, 200);
     assert.deepEqual(ok.json(), { status: "ready", checks: { store: "ok", redis: "ok" } });
-    storeUp = false;
+    redisUp = false;
     try {
       const down = await app.inject({ method: "GET", url: "/readyz" });
       assert.equal(down.statusCode, 503);
       assert.deepEqual(down.json(), { status: "unavailable", checks: { store: "ok", redis: "connection refused" } });
     } finally {
+      redisUp = true;
+    }
+  });
+
+  test("GET /readyz and /healthz with the store down: 503 with the store's error, Redis still ok", async () => {
+    storeUp = false;
+    try {
+      const ready = await app.inject({ method: "GET", url: "/readyz" });
+      assert.equal(ready.statusCode, 503);
+      assert.deepEqual(ready.json(), { status: "unavailable", checks: { store: "connect ECONNREFUSED 127.0.0.1:5432", redis: "ok" } });
+      const health = await app.inject({ method: "GET", url: "/healthz" });
+      assert.equal(health.statusCode, 503);
+      assert.deepEqual(health.json(), { status: "unavailable", store: "memory", error: "connect ECONNREFUSED 127.0.0.1:5432" });
+    } finally {
       storeUp = true;
     }
+    assert.equal((await app.inject({ method: "GET", url: "/readyz" })).statusCode, 200, "ready again once the store answers");
   });
 
   test("GET /metrics: Prometheus text with the verification counters", async () => {
