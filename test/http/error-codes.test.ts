@@ -155,3 +155,47 @@ describe("errorCodes rename a verdict's code, status and message over the error 
     });
   }
 });
+
+describe("errorCodes messages name the client's address and the key's environment through placeholders", () => {
+  let up: Upstream;
+  let gw: RunningGateway;
+
+  before(async () => {
+    up = await startUpstream();
+    gw = await startGateway({
+      apis: [{
+        // The top-up style, for an API that is not the seed's: its own settings URL.
+        id: "mine", keyFormat: { environments: ["sandbox", "production"], environmentInKey: false, alphabet: "uuid" },
+        lockout: { enabled: false }, credentials: [{ type: "header", name: "X-Access-Token" }], errorStyle: "topup",
+        errorCodes: { IP_NOT_ALLOWED: { message: "{ip} may not use this {ENVIRONMENT} ({environment}) key; see https://example.test/ips. {nope} stays." } },
+        upstream: up.url, pathPrefix: "/mine",
+      }, {
+        id: "seed", keyFormat: { environments: ["sandbox", "production"], environmentInKey: false, alphabet: "uuid" },
+        lockout: { enabled: false }, credentials: [{ type: "header", name: "X-Access-Token" }], errorStyle: "topup",
+        upstream: up.url, pathPrefix: "/seed",
+      }],
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  const denied = async (api: string) => {
+    const { key } = await gw.key({ api, environment: "production", ipAllowlist: ["198.51.100.0/24"] });
+    const res = await fetch(`${gw.gatewayUrl}/${api}/orders`, { headers: { "x-access-token": key } });
+    assert.equal(res.status, 403);
+    return ((await res.json()) as { error: { code: string; message: string } }).error;
+  };
+
+  test("an API's own message is filled in; unknown placeholders are left as written", async () => {
+    assert.deepEqual(await denied("mine"), { code: "IP_NOT_ALLOWED", message: "127.0.0.1 may not use this PRODUCTION (production) key; see https://example.test/ips. {nope} stays." });
+  });
+
+  test("without a rename the top-up style keeps the seed's wording", async () => {
+    assert.deepEqual(await denied("seed"), {
+      code: "IP_NOT_ALLOWED",
+      message: "Your IP address 127.0.0.1 is not whitelisted for this PRODUCTION API key. Add your IP to the whitelist at https://oneclickdz.com/#/settings",
+    });
+  });
+});

@@ -90,14 +90,39 @@ const STYLE_DEFAULTS: Partial<Record<ApiConfig["errorStyle"], Partial<Record<Ver
     ROTATED: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
     INVALID_TOKEN: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
     TOKEN_EXPIRED: { code: "INVALID_ACCESS_TOKEN", message: "The provided access token is invalid" },
+    // The seed's wording, settings URL included; another API of this style replaces it with an
+    // errorCodes message, which can name the address and environment the same way.
     IP_NOT_ALLOWED: {
-      message: (v, ctx) => `Your IP address ${ctx.ip ?? "unknown"} is not whitelisted for this ${(v.environment ?? "").toUpperCase()} API key. Add your IP to the whitelist at https://oneclickdz.com/#/settings`,
+      message: "Your IP address {ip} is not whitelisted for this {ENVIRONMENT} API key. Add your IP to the whitelist at https://oneclickdz.com/#/settings",
     },
     IP_BLOCKED: { message: "Your IP has been temporarily blocked due to too many invalid attempts" },
     INSUFFICIENT_SCOPE: { message: "This API key's scope does not allow this operation" },
     RATE_LIMITED: { message: "Too many requests; retry after the rate-limit window resets" },
   },
 };
+
+const PLACEHOLDER = /\{(ip|environment|ENVIRONMENT|retryAfter|attemptsLeft|missingScopes)\}/g;
+
+/**
+ * Fills a message's placeholders from the verdict: `{ip}`, `{environment}`, `{ENVIRONMENT}`
+ * (upper-cased), `{retryAfter}`, `{attemptsLeft}`, `{missingScopes}` (comma-separated). A value
+ * the verdict lacks becomes `unknown`; other braces are left as written.
+ */
+export function fillMessage(template: string, verdict: Verdict, ctx: Pick<RenderContext, "ip">): string {
+  if (!template.includes("{")) return template;
+  return template.replace(PLACEHOLDER, (_m, name: string) => {
+    let value: string | number | undefined;
+    switch (name) {
+      case "ip": value = ctx.ip ?? undefined; break;
+      case "environment": value = verdict.environment; break;
+      case "ENVIRONMENT": value = verdict.environment?.toUpperCase(); break;
+      case "retryAfter": value = verdict.retryAfter; break;
+      case "attemptsLeft": value = verdict.attemptsLeft; break;
+      case "missingScopes": value = verdict.missingScopes?.join(", "); break;
+    }
+    return value === undefined || value === "" ? "unknown" : String(value);
+  });
+}
 
 /**
  * Renders a denied verdict in an API's error style, applying the API's `errorCodes` renames
@@ -113,7 +138,7 @@ export function renderError(api: ApiConfig, verdict: Verdict, ctx: RenderContext
   const custom = api.errorCodes?.[code];
   const status = custom?.status ?? base?.status ?? VERDICT_STATUS[code];
   const baseMessage = typeof base?.message === "function" ? base.message(verdict, ctx) : base?.message;
-  const message = custom?.message ?? baseMessage ?? VERDICT_MESSAGES[code];
+  const message = fillMessage(custom?.message ?? baseMessage ?? VERDICT_MESSAGES[code], verdict, ctx);
   const out = styles[api.errorStyle](verdict, custom?.code ?? base?.code ?? code, status, message, ctx);
   if (verdict.retryAfter !== undefined && (status === 429 || code === "IP_BLOCKED" || code === "RATE_LIMITED")) out.headers["retry-after"] = String(verdict.retryAfter);
   if (ctx.bearer && (status === 401 || status === 403)) out.headers["www-authenticate"] = bearerChallenge(code, api.id);
