@@ -1,5 +1,9 @@
 /**
- * keygate: API-key authentication for API providers, in-process.
+ * keygate: API-key authentication for API providers, in-process — embedded on SQLite, or on
+ * the PostgreSQL and Redis a cluster of keygate services shares (docs/middleware.md).
+ *
+ * The PostgreSQL, Redis and Prometheus adapters load their drivers (pg, ioredis, prom-client)
+ * when first created, not when this module is imported.
  *
  * @example
  * import { createKeygate, createSqliteStore, loadConfigFile } from "keygate";
@@ -18,8 +22,18 @@ export { createKeyCodec } from "./keys/format.js";
 export type { KeyFormat, KeyCodec, ParsedKey } from "./keys/format.js";
 export { createMemoryStore } from "./store/memory/index.js";
 export { createSqliteStore } from "./store/sqlite/index.js";
+export { createPostgresStore } from "./store/postgres/index.js";
+export type { PostgresStoreOptions } from "./store/postgres/index.js";
 export type { Store, KeyRecord, Account, Application } from "./store/types.js";
 export { createMemoryRateLimiter, createMemoryLockout } from "./limits/memory/index.js";
+export { createRedisRateLimiter, createRedisLockout } from "./limits/redis-deferred.js";
+export type { RedisLimitsOptions } from "./limits/redis/index.js";
+export { withFailureMode } from "./limits/resilient.js";
+export type { LimiterFailureMode, ResilienceEvents } from "./limits/resilient.js";
+export { createRedisInvalidation, createMemoryInvalidationHub } from "./cluster/invalidation.js";
+export type { InvalidationBus, RedisInvalidationOptions } from "./cluster/invalidation.js";
+export { createMetrics } from "./ops/metrics.js";
+export type { KeygateMetrics } from "./ops/metrics.js";
 export type { RateLimiter, RateLimitVerdict, Lockout, LockoutPolicy, LockoutState } from "./limits/types.js";
 export { createManualClock, systemClock } from "./lib/clock.js";
 export type { Clock, ManualClock } from "./lib/clock.js";

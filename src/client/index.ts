@@ -12,12 +12,15 @@
  * if (!verdict.valid) console.log(verdict.code);
  */
 import { createTransport } from "./transport.js";
+import { streamEvents } from "./events.js";
+import type { StreamEvent, StreamOptions } from "./events.js";
 import type { OperationKey } from "./operations.js";
 import type { Call, RequestOptions, TransportOptions } from "./transport.js";
 import type {
-  Account, Api, Application, BodyOf, ResponseOf, CreateAccountInput, CreateApplicationInput, CreateKeyInput, CreatedKey, ImportKeysInput,
-  ImportedKeys, Key, ListAccountsQuery, ListApplicationsQuery, ListKeysQuery, Page, PagePromise, RotateKeyInput, RotatedKey,
-  SigningAlgorithm, SigningKey, UpdateAccountInput, UpdateApplicationInput, UpdateKeyInput, Verdict, VerifyInput,
+  Account, Analytics, AnalyticsQuery, Api, Application, BodyOf, ResponseOf, CreateAccountInput, CreateApplicationInput, CreateKeyInput,
+  CreatedKey, EventsFilter, ImportKeysInput, ImportedKeys, Key, KeyUsage, ListAccountsQuery, ListApplicationsQuery, ListKeysQuery,
+  ListLogsQuery, Page, PagePromise, RequestLog, RotateKeyInput, RotatedKey, SecretPattern, SigningAlgorithm, SigningKey,
+  UpdateAccountInput, UpdateApplicationInput, UpdateKeyInput, Verdict, VerifyInput,
 } from "./types.js";
 
 export { KeygateApiError, KeygateNetworkError } from "./errors.js";
@@ -25,6 +28,7 @@ export type { FieldError, KeygateErrorCode } from "./errors.js";
 export { OPERATIONS } from "./operations.js";
 export type { OperationKey } from "./operations.js";
 export type { RequestOptions } from "./transport.js";
+export type { StreamEvent, StreamOptions } from "./events.js";
 export type * from "./types.js";
 
 /** How to reach the service, and how patiently. */
@@ -40,11 +44,16 @@ export type KeygateClientOptions = TransportOptions;
  * const page = await keygate.keys.list({ accountId, limit: 20 });            // one page
  * for await (const key of keygate.keys.list({ accountId })) console.log(key.id); // every key
  * await keygate.keys.revoke(key.id, { signal: AbortSignal.timeout(2000), requestId: "req_ops_1" });
+ * for await (const item of keygate.events.stream({ api: "payments" }, { signal })) {
+ *   if (item.type === "usage") console.log(item.data.code, item.data.keyId);
+ * }
  */
 export interface KeygateClient {
   apis: {
     /** The APIs declared in the service's config. */
     list(options?: RequestOptions): Promise<Api[]>;
+    /** The regular expressions that find the API's keys in public code (docs/secret-scanning.md). */
+    secretPattern(api: string, options?: RequestOptions): Promise<SecretPattern>;
   };
   accounts: {
     create(input: CreateAccountInput, options?: RequestOptions): Promise<Account>;
@@ -76,6 +85,29 @@ export interface KeygateClient {
     import(input: ImportKeysInput, options?: RequestOptions): Promise<ImportedKeys>;
     /** A verdict for a presented key; `valid: false` with a stable `code` when denied. */
     verify(input: VerifyInput, options?: RequestOptions): Promise<Verdict>;
+    /** Requests used and remaining in the key's current rate-limit window (read without consuming), and its usage count. */
+    usage(id: string, options?: RequestOptions): Promise<KeyUsage>;
+  };
+  analytics: {
+    /**
+     * Counts, successes, errors by code and latency percentiles per minute, hour or day,
+     * optionally one series per key, application, account or api. Exact, but written in
+     * batches: a verification shows here within the service's `analytics.flushIntervalMs`.
+     */
+    query(query?: AnalyticsQuery, options?: RequestOptions): Promise<Analytics>;
+  };
+  logs: {
+    /** Raw request logs, newest first; one page, or with `for await` every log. May be sampled under a flood. */
+    list(query?: ListLogsQuery, options?: RequestOptions): PagePromise<RequestLog>;
+    get(id: string, options?: RequestOptions): Promise<RequestLog>;
+  };
+  events: {
+    /**
+     * Verifications as they happen (`GET /v1/events`, server-sent events), filtered: an async
+     * iterable that connects when the loop starts, reconnects when the connection is lost, and
+     * ends when the loop is left or `signal` aborts. See {@link StreamEvent}.
+     */
+    stream(filter?: EventsFilter, options?: StreamOptions): AsyncGenerator<StreamEvent, void, undefined>;
   };
   signingKeys: {
     list(options?: RequestOptions): Promise<SigningKey[]>;
@@ -121,6 +153,7 @@ export function createKeygateClient(options: KeygateClientOptions): KeygateClien
   return {
     apis: {
       list: async (o) => (await call({ op: "GET /v1/apis" }, o)).data,
+      secretPattern: (apiId, o) => call({ op: "GET /v1/apis/{id}/secret-pattern", params: id(apiId) }, o),
     },
     accounts: {
       create: (input, o) => call({ op: "POST /v1/accounts", body: input }, o),
@@ -143,6 +176,17 @@ export function createKeygateClient(options: KeygateClientOptions): KeygateClien
       rotate: (keyId, input, o) => call({ op: "POST /v1/keys/{id}/rotate", params: id(keyId), body: input }, o),
       import: (input, o) => call({ op: "POST /v1/keys/import", body: input }, o),
       verify: (input, o) => call({ op: "POST /v1/keys/verify", body: input }, o),
+      usage: (keyId, o) => call({ op: "GET /v1/keys/{id}/usage", params: id(keyId) }, o),
+    },
+    analytics: {
+      query: (query = {}, o) => call({ op: "GET /v1/analytics", query }, o),
+    },
+    logs: {
+      list: (query = {}, o) => pagePromise((cursor) => call({ op: "GET /v1/logs", query: { ...query, cursor } }, o), query.cursor),
+      get: (logId, o) => call({ op: "GET /v1/logs/{id}", params: id(logId) }, o),
+    },
+    events: {
+      stream: (filter, o) => streamEvents(options, filter, o),
     },
     signingKeys: {
       list: async (o) => (await call({ op: "GET /v1/signing-keys" }, o)).data,

@@ -84,6 +84,67 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/apis/{id}/secret-pattern": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How the API's keys are found in public code
+         * @description A match counts only when its checksum is right (see docs/secret-scanning.md); GitHub reports matches to POST /secret-scanning/github.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            api: string;
+                            /** @description JavaScript/PCRE2 regular expression; the whole match is a key. */
+                            regex: string;
+                            /** @description The same without lookarounds (RE2: gitleaks, trufflehog); group 1 is the key. */
+                            portableRegex: string;
+                            /** @description The fields of GitHub's secret-scanning pattern format (Hyperscan). */
+                            github: {
+                                /** @description A suggested secret type name to register with GitHub. */
+                                secretType: string;
+                                secretFormat: string;
+                                before: string;
+                                after: string;
+                            };
+                            checksum: boolean;
+                            /** @description crc32-base62-6 or crc32-hex-8: CRC-32 of everything before the checksum. */
+                            checksumAlgorithm: string | null;
+                            /** @description True when keys have a literal head and a checksum, as GitHub's partner program asks. */
+                            highPrecision: boolean;
+                            caveat: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/accounts": {
         parameters: {
             query?: never;
@@ -346,8 +407,10 @@ export interface paths {
                 query?: {
                     accountId?: string;
                     api?: string;
+                    /** @description `nextCursor` of the previous page. */
                     cursor?: string;
-                    limit?: number;
+                    /** @description Page size, 1 to 100; default 50. */
+                    limit?: string;
                 };
                 header?: never;
                 path?: never;
@@ -1307,6 +1370,8 @@ export interface paths {
                             attemptsLeft?: number;
                             /** @description Seconds. */
                             retryAfter?: number;
+                            /** @description When a retry can succeed (end of a block or of the rate-limit window), Unix epoch seconds; set with retryAfter. */
+                            reset?: number;
                             missingScopes?: string[];
                         };
                     };
@@ -1412,6 +1477,355 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A key's live rate-limit state and usage
+         * @description Requests used and remaining in the key's current rate-limit window (read without consuming), and its lifetime usage count.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            keyId: string;
+                            api: string;
+                            accountId: string;
+                            rateLimit: {
+                                limit: number;
+                                windowSeconds: number;
+                                used: number;
+                                remaining: number;
+                                /** Format: date-time */
+                                resetAt: string;
+                            } | null;
+                            usageCount: number;
+                            lastUsedAt: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/analytics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Usage aggregates over time
+         * @description Counts, successes, errors by code and latency percentiles per minute, hour or day, optionally per key, application, account or api. Exact: every verification is counted, also when raw logs are sampled. Written in batches, so a request shows here within `analytics.flushIntervalMs`.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Bucket length, UTC-aligned; default hour. */
+                    interval?: "minute" | "hour" | "day";
+                    /** @description One series per key, application, account or api; omitted, one series in all. */
+                    groupBy?: "key" | "application" | "account" | "api";
+                    /** @description Rounded down to the interval. Default: 60 minutes, 24 hours or 30 days before `to`. */
+                    from?: string;
+                    /** @description Exclusive, rounded up to the interval. Default: now. */
+                    to?: string;
+                    /** @description Only this API. */
+                    api?: string;
+                    /** @description Only this key. */
+                    keyId?: string;
+                    /** @description Only this account's keys. */
+                    accountId?: string;
+                    /** @description Only this application's keys. */
+                    applicationId?: string;
+                    /** @description Only keys of this environment. */
+                    environment?: string;
+                    /** @description Only this outcome: a verdict code (VALID, REVOKED, …) or an error code (STORE_UNAVAILABLE). */
+                    code?: string;
+                    /** @description 1 to 1000; default 100. */
+                    limit?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            interval: string;
+                            groupBy: string | null;
+                            /** Format: date-time */
+                            from: string;
+                            /** Format: date-time */
+                            to: string;
+                            data: {
+                                group: string | null;
+                                total: {
+                                    count: number;
+                                    /** @description Verdict VALID. */
+                                    successes: number;
+                                    errors: number;
+                                    successRate: number | null;
+                                    errorsByCode: {
+                                        [key: string]: number;
+                                    };
+                                    latencyMs: {
+                                        p50: number;
+                                        p95: number;
+                                        p99: number;
+                                    } | null;
+                                    upstreamMs: {
+                                        p50: number;
+                                        p95: number;
+                                        p99: number;
+                                    } | null;
+                                };
+                                /** @description Buckets with requests, oldest first. */
+                                series: {
+                                    /** Format: date-time */
+                                    start: string;
+                                    count: number;
+                                    /** @description Verdict VALID. */
+                                    successes: number;
+                                    errors: number;
+                                    successRate: number | null;
+                                    errorsByCode: {
+                                        [key: string]: number;
+                                    };
+                                    latencyMs: {
+                                        p50: number;
+                                        p95: number;
+                                        p99: number;
+                                    } | null;
+                                    upstreamMs: {
+                                        p50: number;
+                                        p95: number;
+                                        p99: number;
+                                    } | null;
+                                }[];
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Raw request logs, newest first, cursor-paginated
+         * @description Kept for `analytics.retentionDays`. Under a flood they may be sampled (see docs/analytics.md); /v1/analytics is always exact.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Only this API. */
+                    api?: string;
+                    /** @description Only this key. */
+                    keyId?: string;
+                    /** @description Only this account's keys. */
+                    accountId?: string;
+                    /** @description Only this application's keys. */
+                    applicationId?: string;
+                    /** @description Only keys of this environment. */
+                    environment?: string;
+                    /** @description Only this outcome: a verdict code (VALID, REVOKED, …) or an error code (STORE_UNAVAILABLE). */
+                    code?: string;
+                    /** @description Only this HTTP status. */
+                    status?: string;
+                    from?: string;
+                    to?: string;
+                    /** @description `nextCursor` of the previous page. */
+                    cursor?: string;
+                    /** @description 1 to 1000; default 50. */
+                    limit?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                id: string;
+                                /** Format: date-time */
+                                at: string;
+                                api: string;
+                                keyId: string | null;
+                                accountId: string | null;
+                                applicationId: string | null;
+                                environment: string | null;
+                                code: string;
+                                status: number;
+                                method: string | null;
+                                path: string | null;
+                                latencyMs: number;
+                                upstreamMs: number | null;
+                                ip: string | null;
+                                requestId: string | null;
+                                source: "gateway" | "forward-auth" | "verify" | "library";
+                            }[];
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/logs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One request log */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** Format: date-time */
+                            at: string;
+                            api: string;
+                            keyId: string | null;
+                            accountId: string | null;
+                            applicationId: string | null;
+                            environment: string | null;
+                            code: string;
+                            status: number;
+                            method: string | null;
+                            path: string | null;
+                            latencyMs: number;
+                            upstreamMs: number | null;
+                            ip: string | null;
+                            requestId: string | null;
+                            source: "gateway" | "forward-auth" | "verify" | "library";
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live verifications (server-sent events)
+         * @description `text/event-stream`: an `event: usage` with the event as JSON for each matching verification as it happens, a comment line every `analytics.heartbeatSeconds`, and `event: dropped` with a count when the client reads too slowly to get them all.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Only this API. */
+                    api?: string;
+                    /** @description Only this key. */
+                    keyId?: string;
+                    /** @description Only this account's keys. */
+                    accountId?: string;
+                    /** @description Only this application's keys. */
+                    applicationId?: string;
+                    /** @description Only keys of this environment. */
+                    environment?: string;
+                    /** @description Only this outcome: a verdict code (VALID, REVOKED, …) or an error code (STORE_UNAVAILABLE). */
+                    code?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: never;
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;

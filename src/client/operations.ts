@@ -5,7 +5,7 @@
  * The table is the one place the retry policy lives. A call is retried only when sending it
  * twice cannot leave a different state than sending it once:
  *
- * - every `GET`;
+ * - every `GET` (`GET /v1/events` is a stream: the client reconnects it, see ./events.ts);
  * - `POST /v1/keys/verify`: it changes no key, account or setting. A retry of an attempt that
  *   did reach the service is counted again — one more unit of the key's rate limit, one more
  *   usage event and, for a failing key, one more failed attempt towards the client's IP
@@ -25,6 +25,7 @@
  */
 export const OPERATIONS = {
   "GET /v1/apis": { retry: true },
+  "GET /v1/apis/{id}/secret-pattern": { retry: true },
   "POST /v1/accounts": { retry: false },
   "GET /v1/accounts": { retry: true },
   "GET /v1/accounts/{id}": { retry: true },
@@ -43,6 +44,11 @@ export const OPERATIONS = {
   "POST /v1/keys/verify": { retry: true },
   "GET /v1/signing-keys": { retry: true },
   "POST /v1/signing-keys/rotate": { retry: false },
+  "GET /v1/keys/{id}/usage": { retry: true },
+  "GET /v1/analytics": { retry: true },
+  "GET /v1/logs": { retry: true },
+  "GET /v1/logs/{id}": { retry: true },
+  "GET /v1/events": { retry: true },
 } as const satisfies Record<string, { retry: boolean }>;
 
 /** `"GET /v1/keys/{id}"` and the like. */

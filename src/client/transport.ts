@@ -52,7 +52,24 @@ type Attempt =
   | { kind: "response"; status: number; text: string; headers: Headers }
   | { kind: "timeout" | "network"; error: unknown };
 
-const isRetryableStatus = (status: number): boolean => status >= 500 && status <= 599 && status !== 501;
+export const isRetryableStatus = (status: number): boolean => status >= 500 && status <= 599 && status !== 501;
+
+/** The URL of a call: the base URL, the path with its `{name}` placeholders filled and encoded, the query. */
+export function urlOf(baseUrl: string, call: Call): string {
+  const path = call.op.slice(call.op.indexOf(" ") + 1).replace(/\{(\w+)\}/g, (_m, name: string) => {
+    const value = call.params?.[name];
+    if (value === undefined || value === "") throw new TypeError(`keygate client: ${call.op} needs a non-empty ${name}`);
+    return encodeURIComponent(value);
+  });
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) query.set(k, String(v));
+  const qs = query.toString();
+  return `${baseUrl.replace(/\/+$/, "")}${path}${qs ? `?${qs}` : ""}`;
+}
+
+/** The client's fetch: the one it was given, or the global one looked up at call time (so a test may replace it). */
+export const fetchOf = (options: TransportOptions): typeof fetch =>
+  options.fetch ?? ((...args: Parameters<typeof fetch>) => globalThis.fetch(...args));
 
 /** `Retry-After` in ms: delta-seconds or an HTTP date; null when absent or unreadable. */
 function retryAfterMs(headers: Headers): number | null {
@@ -63,7 +80,7 @@ function retryAfterMs(headers: Headers): number | null {
   return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = (): void => {
@@ -79,24 +96,11 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 export function createTransport(options: TransportOptions): Transport {
-  const base = options.baseUrl.replace(/\/+$/, "");
-  const fetchImpl = options.fetch ?? ((...args: Parameters<typeof fetch>) => globalThis.fetch(...args));
+  const fetchImpl = fetchOf(options);
   const retries = Math.max(0, Math.floor(options.retries ?? 2));
   const baseDelay = options.retryDelayMs ?? 100;
   const maxDelay = options.maxRetryDelayMs ?? 2000;
   const defaultTimeout = options.timeoutMs ?? 10_000;
-
-  const urlOf = (call: Call): string => {
-    const path = call.op.slice(call.op.indexOf(" ") + 1).replace(/\{(\w+)\}/g, (_m, name: string) => {
-      const value = call.params?.[name];
-      if (value === undefined || value === "") throw new TypeError(`keygate client: ${call.op} needs a non-empty ${name}`);
-      return encodeURIComponent(value);
-    });
-    const query = new URLSearchParams();
-    for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) query.set(k, String(v));
-    const qs = query.toString();
-    return `${base}${path}${qs ? `?${qs}` : ""}`;
-  };
 
   async function attempt(url: string, init: RequestInit, timeoutMs: number, signal: AbortSignal | undefined): Promise<Attempt> {
     const controller = new AbortController();
@@ -123,7 +127,7 @@ export function createTransport(options: TransportOptions): Transport {
 
   return async function request<T>(call: Call, opts: RequestOptions = {}): Promise<T> {
     const method = call.op.slice(0, call.op.indexOf(" "));
-    const url = urlOf(call);
+    const url = urlOf(options.baseUrl, call);
     const headers: Record<string, string> = { ...options.headers, accept: "application/json", authorization: `Bearer ${options.rootKey}` };
     if (call.body !== undefined) headers["content-type"] = "application/json";
     if (opts.requestId !== undefined) headers["x-request-id"] = opts.requestId;

@@ -34,6 +34,8 @@ export type QueryOf<K extends OperationKey> = OperationOf<K> extends { parameter
 
 /** An API declared in the service's config, with its key format, scopes and limits. */
 export type Api = ResponseOf<"GET /v1/apis">["data"][number];
+/** The regular expressions that find an API's keys in public code (GitHub, gitleaks, trufflehog). */
+export type SecretPattern = ResponseOf<"GET /v1/apis/{id}/secret-pattern">;
 
 /** One of your customers. */
 export type Account = ResponseOf<"GET /v1/accounts/{id}">;
@@ -69,6 +71,28 @@ export type VerdictCode = Verdict["code"];
 /** A JWT signing key (public data only). */
 export type SigningKey = ResponseOf<"GET /v1/signing-keys">["data"][number];
 export type SigningAlgorithm = NonNullable<BodyOf<"POST /v1/signing-keys/rotate">["algorithm"]>;
+
+/** A key's live rate-limit window (read without consuming from it) and lifetime usage. */
+export type KeyUsage = ResponseOf<"GET /v1/keys/{id}/usage">;
+
+/** Usage aggregates: one series of buckets per group, with totals. */
+export type Analytics = ResponseOf<"GET /v1/analytics">;
+export type AnalyticsQuery = QueryOf<"GET /v1/analytics">;
+/** One group's totals and buckets. */
+export type AnalyticsSeries = Analytics["data"][number];
+
+/** One stored request log: a verification with its `log_…` id. */
+export type RequestLog = ResponseOf<"GET /v1/logs/{id}">;
+/** Newest first. `status` is an HTTP status (the wire carries it as a string). */
+export type ListLogsQuery = Omit<QueryOf<"GET /v1/logs">, "status"> & { status?: number };
+
+/**
+ * Which verifications the live stream carries; every field narrows it. The stream's events
+ * are the log's records without an id (they are sent before, and whether or not, a log is kept).
+ */
+export type EventsFilter = NonNullable<OperationOf<"GET /v1/events">["parameters"]["query"]>;
+/** One verification as it happens, from `GET /v1/events`. */
+export type UsageEvent = Omit<RequestLog, "id">;
 
 /** One page of a list; pass `nextCursor` as `cursor` for the next, null on the last page. */
 export interface Page<T> {

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { createRequire } from "node:module";
+import type { Registry } from "prom-client";
 import type { Store } from "../store/types.js";
 import type { VerifyObserver } from "../verify/engine.js";
 
@@ -24,6 +25,9 @@ const SECONDS = [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
  * // GET /metrics → await metrics.registry.metrics()
  */
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): KeygateMetrics {
+  // Loaded here rather than imported: `import "keygate"` re-exports this factory, and an
+  // application without metrics should not pay for loading prom-client.
+  const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = createRequire(import.meta.url)("prom-client") as typeof import("prom-client");
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: "keygate_" });
   const verifications = new Counter({ name: "keygate_verifications_total", help: "Verifications by API and verdict code.", labelNames: ["api", "code"] as const, registers: [registry] });

@@ -10,7 +10,9 @@ import { readFileSync } from "node:fs";
 import { generateClientTypes, TYPES_FILE } from "../../scripts/gen-client-types.js";
 import { OPERATIONS } from "../../src/client/index.js";
 import type { Verdict as ClientVerdict, VerdictCode as ClientVerdictCode } from "../../src/client/index.js";
+import type { UsageEvent as ClientUsageEvent } from "../../src/client/index.js";
 import type { Verdict as EngineVerdict } from "../../src/verify/engine.js";
+import type { UsageEventView } from "../../src/analytics/events.js";
 import type { VerdictCode as EngineVerdictCode } from "../../src/verify/codes.js";
 import { startService } from "./support.js";
 import type { Service } from "./support.js";
@@ -49,4 +51,11 @@ test("the SDK's verdict is the engine's verdict: same codes, assignable field by
   const codes: Same<ClientVerdictCode, EngineVerdictCode> = true;
   assert.equal(codes, true);
   assert.equal(typeof fits, "function");
+});
+
+test("the live stream's event, typed from the log's schema, is the event view the service sends", () => {
+  // Compile-time: GET /v1/events documents no body schema, so the SDK types its events as a log without its id.
+  type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+  const same: Same<ClientUsageEvent, UsageEventView> = true;
+  assert.equal(same, true);
 });

@@ -1,5 +1,5 @@
+import { createRequire } from "node:module";
 import { Kysely, PostgresDialect, sql } from "kysely";
-import pg from "pg";
 import type { Store } from "../types.js";
 import { createSqlStore } from "../sql/store.js";
 import type { KeygateDatabase } from "../sql/schema.js";
@@ -36,6 +36,9 @@ function isConnectionError(e: unknown): boolean {
  * await store.migrate();
  */
 export function createPostgresStore(options: PostgresStoreOptions): Store {
+  // Loaded here rather than imported: `import "keygate"` re-exports this factory, and an
+  // application on SQLite should not pay for loading pg.
+  const pg = createRequire(import.meta.url)("pg") as typeof import("pg");
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.maxConnections ?? 10,
