@@ -2,19 +2,32 @@
  * Verify with Redis-backed limits and lockout against memory-backed ones, in one run.
  * Targets (issue 6): Redis throughput ≥ 60% of memory; Redis adds ≤ 0.3 ms at p50.
  *
+ * Throughput: batches of 64 verifications in flight, the two setups' rounds interleaved (see
+ * `compare` in ./lib.ts) so that other work on the machine falls on both alike. Latency: one
+ * verification at a time.
+ *
  *   KEYGATE_TEST_REDIS_URL=redis://127.0.0.1:6379 node --import tsx bench/cluster-redis.ts
+ *   (BENCH_ROUNDS, BENCH_ROUND_MS, BENCH_WARMUP_MS to change the timing)
  */
 import { performance } from "node:perf_hooks";
 import { Redis } from "ioredis";
-import { createKeygate, createMemoryStore } from "../src/index.js";
-import type { Keygate, Lockout, RateLimiter } from "../src/index.js";
-import { createRedisLockout, createRedisRateLimiter } from "../src/limits/redis/index.js";
+import type { Keygate, Lockout, RateLimiter, Verdict, VerifyRequest } from "../src/index.js";
+import { compare, load, ratioRow, report, valueRow } from "./lib.js";
 
+const BENCH = "cluster-redis";
 const REDIS_URL = process.env.KEYGATE_TEST_REDIS_URL ?? process.env.KEYGATE_REDIS_URL;
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const CONCURRENCY = 64;
+const LATENCY_SAMPLES = 5000;
+const timing = {
+  rounds: Number(process.env.BENCH_ROUNDS ?? 7),
+  roundMs: Number(process.env.BENCH_ROUND_MS ?? 500),
+  warmupMs: Number(process.env.BENCH_WARMUP_MS ?? 1500),
+};
 
-async function setup(limiter?: RateLimiter, lockout?: Lockout): Promise<{ keygate: Keygate; key: string }> {
+const { createKeygate, createMemoryStore } = await load<typeof import("../src/index.js")>("index.js");
+const { createRedisLockout, createRedisRateLimiter } = await load<typeof import("../src/limits/redis/index.js")>("limits/redis/index.js");
+
+async function setup(limiter?: RateLimiter, lockout?: Lockout): Promise<{ keygate: Keygate; request: VerifyRequest }> {
   const keygate = await createKeygate({
     store: createMemoryStore(),
     ...(limiter ? { limiter } : {}), ...(lockout ? { lockout } : {}),
@@ -22,31 +35,29 @@ async function setup(limiter?: RateLimiter, lockout?: Lockout): Promise<{ keygat
   });
   const account = await keygate.accounts.create({ name: "bench", email: "bench@example.test" });
   const { key } = await keygate.keys.create({ api: "bench", accountId: account.id, scopes: ["read"] });
-  return { keygate, key };
+  return { keygate, request: { api: "bench", key, ip: "203.0.113.7", scopes: ["read"] } };
 }
 
-async function throughput(keygate: Keygate, key: string): Promise<number> {
-  const req = { api: "bench", key, ip: "203.0.113.7", scopes: ["read"] };
-  let done = 0;
-  const end = performance.now() + SECONDS * 1000;
-  const worker = async () => {
-    while (performance.now() < end) {
-      const v = await keygate.verifyKey(req);
-      if (!v.valid) throw new Error(`unexpected ${v.code}`);
-      done++;
-    }
+const check = (v: Verdict): Verdict => {
+  if (!v.valid) throw new Error(`unexpected ${v.code}`);
+  return v;
+};
+
+/** `CONCURRENCY` verifications in flight at once; resolves when all are done. */
+function batchOf(keygate: Keygate, request: VerifyRequest): () => Promise<Verdict> {
+  const inFlight: Promise<Verdict>[] = new Array(CONCURRENCY);
+  return async () => {
+    for (let i = 0; i < CONCURRENCY; i++) inFlight[i] = keygate.verifyKey(request);
+    const all = await Promise.all(inFlight);
+    return check(all[CONCURRENCY - 1]!);
   };
-  const start = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  return done / ((performance.now() - start) / 1000);
 }
 
-async function latency(keygate: Keygate, key: string): Promise<{ p50: number; p99: number }> {
-  const req = { api: "bench", key, ip: "203.0.113.7", scopes: ["read"] };
+async function latency(keygate: Keygate, request: VerifyRequest): Promise<{ p50: number; p99: number }> {
   const samples: number[] = [];
-  for (let i = 0; i < 5000; i++) {
+  for (let i = 0; i < LATENCY_SAMPLES; i++) {
     const t = performance.now();
-    await keygate.verifyKey(req);
+    check(await keygate.verifyKey(request));
     samples.push(performance.now() - t);
   }
   samples.sort((a, b) => a - b);
@@ -63,18 +74,28 @@ async function main(): Promise<void> {
   const memory = await setup();
   const shared = await setup(createRedisRateLimiter({ redis, keyPrefix }), createRedisLockout({ redis, keyPrefix }));
   try {
-    await throughput(memory.keygate, memory.key); // warm-up
-    await throughput(shared.keygate, shared.key);
-    const memOps = await throughput(memory.keygate, memory.key);
-    const redisOps = await throughput(shared.keygate, shared.key);
-    const memLat = await latency(memory.keygate, memory.key);
-    const redisLat = await latency(shared.keygate, shared.key);
+    const m = await compare({
+      memory: { fn: batchOf(memory.keygate, memory.request), async: true, opsPerCall: CONCURRENCY, callsPerCheck: 4 },
+      redis: { fn: batchOf(shared.keygate, shared.request), async: true, opsPerCall: CONCURRENCY, callsPerCheck: 4 },
+    }, timing);
+    const memOps = m.memory.opsPerSec;
+    const redisOps = m.redis.opsPerSec;
+    const memLat = await latency(memory.keygate, memory.request);
+    const redisLat = await latency(shared.keygate, shared.request);
     const added = redisLat.p50 - memLat.p50;
-    console.log(`verify, ${CONCURRENCY} in flight, ${SECONDS}s each:`);
+    const ratio = redisOps / memOps;
+    console.log(`verify, ${CONCURRENCY} in flight, ${timing.rounds} rounds of ${timing.roundMs} ms each, interleaved:`);
     console.log(`  memory limits  ${Math.round(memOps).toLocaleString("en")} verifies/s   p50 ${memLat.p50.toFixed(3)} ms  p99 ${memLat.p99.toFixed(3)} ms`);
     console.log(`  Redis limits   ${Math.round(redisOps).toLocaleString("en")} verifies/s   p50 ${redisLat.p50.toFixed(3)} ms  p99 ${redisLat.p99.toFixed(3)} ms`);
-    console.log(`  throughput ratio ${(redisOps / memOps).toFixed(2)} (target ≥ 0.60) ${redisOps / memOps >= 0.6 ? "PASS" : "MISS"}`);
+    console.log(`  throughput ratio ${ratio.toFixed(2)} (target ≥ 0.60) ${ratio >= 0.6 ? "PASS" : "MISS"}`);
     console.log(`  added p50 ${added.toFixed(3)} ms (target ≤ 0.300) ${added <= 0.3 ? "PASS" : "MISS"}`);
+    const details = (x: typeof m.memory): Record<string, unknown> => ({ nsPerOp: x.nsPerOp, spread: x.spread, rounds: x.rounds });
+    await report(BENCH, [
+      ratioRow(BENCH, `verifyKey, Redis limits, ${CONCURRENCY} in flight`, redisOps, "ops/s", { name: "memory limits", value: memOps }, { atLeast: 0.6 },
+        { ...details(m.redis), baseline: details(m.memory) }),
+      valueRow(BENCH, "verifyKey, p50 added by Redis limits", added, "ms", { atMost: 0.3 },
+        { memory: memLat, redis: redisLat, samples: LATENCY_SAMPLES }),
+    ]);
   } finally {
     await memory.keygate.close();
     await shared.keygate.close();

@@ -127,6 +127,28 @@ for (const [name, make, skip] of ADAPTERS) {
       });
     });
 
+      test("a burst across several keys admits exactly each key's limit", async () => {
+        const caps = [1, 3, 7, 20, 50];
+        const ids = caps.map(() => fresh("key"));
+        // Interleaved, as concurrent requests of several keys arrive.
+        const calls = Array.from({ length: 100 }, (_, i) => caps.map((limit, k) => ({ k, v: limits.limiter.consume(ids[k]!, limit, HOUR, T0 + i) }))).flat();
+        const verdicts = await Promise.all(calls.map(async (c) => ({ k: c.k, v: await c.v })));
+        caps.forEach((limit, k) => {
+          const allowed = verdicts.filter((x) => x.k === k && x.v.allowed);
+          assert.equal(allowed.length, limit, `key ${k}`);
+          assert.deepEqual(allowed.map((x) => x.v.remaining).sort((a, b) => a - b), Array.from({ length: limit }, (_, i) => i));
+        });
+        for (const [k, id] of ids.entries()) assert.equal((await limits.limiter.peek(id, caps[k]!, HOUR, T0 + 200)).remaining, 0);
+      });
+
+      test("300 keys consumed in one burst each admit exactly their limit", async () => {
+        const ids = Array.from({ length: 300 }, () => fresh("key"));
+        const verdicts = await Promise.all(ids.flatMap((id) => [0, 1, 2].map(() => limits.limiter.consume(id, 2, MINUTE, T0))));
+        for (let k = 0; k < ids.length; k++) {
+          assert.deepEqual(verdicts.slice(3 * k, 3 * k + 3).map((v) => v.allowed), [true, true, false], `key ${k}`);
+        }
+      });
+
     describe("lockout", () => {
       const policy: LockoutPolicy = { maxAttempts: 3, windowMs: 10 * MINUTE, blockMs: 15 * MINUTE };
       const unblocked = (attemptsLeft: number) => ({ blocked: false, attemptsLeft, blockedUntil: null });
@@ -202,6 +224,27 @@ for (const [name, make, skip] of ADAPTERS) {
         const open = states.filter((s) => !s.blocked);
         assert.deepEqual(open.map((s) => s.attemptsLeft).sort(), [1, 2, 3, 4]);
         for (const s of states.filter((x) => x.blocked)) assert.deepEqual(s, { blocked: true, attemptsLeft: 0, blockedUntil: T0 + five.blockMs });
+      });
+
+      test("checks of several clients in one burst, beside rate-limit consumes, each read their own state", async () => {
+        const blocked = fresh("198.51.100.1");
+        const failing = fresh("198.51.100.2");
+        const clean = fresh("198.51.100.3");
+        for (let i = 0; i < 3; i++) await limits.lockout.recordFailure(blocked, policy, T0);
+        await limits.lockout.recordFailure(failing, policy, T0);
+        const id = fresh("key");
+        const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => Promise.all([
+          limits.lockout.check(blocked, policy, T0 + 1),
+          limits.lockout.check(failing, policy, T0 + 1),
+          limits.lockout.check(clean, policy, T0 + 1),
+          limits.limiter.consume(id, 5, MINUTE, T0 + i),
+        ])));
+        for (const [b, f, c] of burst) {
+          assert.deepEqual(b, { blocked: true, attemptsLeft: 0, blockedUntil: T0 + policy.blockMs });
+          assert.deepEqual(f, unblocked(2));
+          assert.deepEqual(c, unblocked(3));
+        }
+        assert.equal(burst.filter(([, , , v]) => v.allowed).length, 5);
       });
 
       test("clients are counted independently", async () => {
