@@ -103,10 +103,13 @@ export function createKeyCodec(format: KeyFormat): KeyCodec {
       return null;
     },
     start(key) {
+      let n = 4;
       for (const [, head] of headList) {
-        if (head !== "" && key.startsWith(head)) return key.slice(0, head.length + 4);
+        if (head !== "" && key.startsWith(head)) { n = head.length + 4; break; }
       }
-      return key.slice(0, 4);
+      // A copy, not a slice: V8 makes slices of 13+ characters views into their parent string,
+      // which would keep the whole secret alive in memory for as long as the record lives.
+      return Buffer.from(key.slice(0, n), "utf8").toString("utf8");
     },
   };
 }
