@@ -158,7 +158,9 @@ describe("POST /v1/keys/verify reaches every verdict code", () => {
     assert.deepEqual(codes.map((v) => v.attemptsLeft), [2, 1, 0]);
     assert.equal(codes[2]!.retryAfter, 120, "the failure that reaches the limit says how long the block lasts");
     const blocked = await verify({ api: "pay", key: good.key, ip });
-    assert.deepEqual(blocked.verdict, { valid: false, code: "IP_BLOCKED", api: "pay", attemptsLeft: 0, retryAfter: 120 });
+    const blockEnds = codes[2]!.reset as number;
+    assert.equal(blockEnds, Math.ceil(t.clock.now() / 1000) + 120, "reset: when the block ends, epoch seconds");
+    assert.deepEqual(blocked.verdict, { valid: false, code: "IP_BLOCKED", api: "pay", attemptsLeft: 0, retryAfter: 120, reset: blockEnds });
     assert.equal((await verify({ api: "pay", key: good.key, ip: nextIp() })).verdict.code, "VALID", "other addresses are not affected");
     t.clock.advance(119_000);
     assert.equal((await verify({ api: "pay", key: good.key, ip })).verdict.retryAfter, 1);

@@ -58,7 +58,7 @@ describe("IP lockout", () => {
     }
     assert.deepEqual(left, [4, 3, 2, 1, 0]);
     const blocked = await f.verify(f.key, ip);
-    assert.deepEqual(blocked, { valid: false, code: "IP_BLOCKED", api: "topup", attemptsLeft: 0, retryAfter: 900 });
+    assert.deepEqual(blocked, { valid: false, code: "IP_BLOCKED", api: "topup", attemptsLeft: 0, retryAfter: 900, reset: Math.ceil(f.clock.now() / 1000) + 900 });
     assert.equal((await f.verify(f.unknown(), ip)).code, "IP_BLOCKED");
     assert.equal((await f.verify("garbage", ip)).code, "IP_BLOCKED");
   });
