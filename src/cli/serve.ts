@@ -78,7 +78,8 @@ export async function serve(options: ServeOptions): Promise<void> {
 
   const app = await buildServer({
     keygate, rootKeyHash: root.hash, logger, bodyLimitBytes: config.server.bodyLimitBytes, metrics,
-    ...(redis ? { readiness: { redis: () => redis.ping() } } : {}),
+    // With failureMode local a node serves through a Redis outage (limits per node): degraded, not unready.
+    ...(redis ? { readiness: { redis: { check: () => redis.ping(), required: config.redis.failureMode === "closed" } } } : {}),
   });
   // Gateway traffic on its own port when server.gatewayPort is set (as Kong splits proxy and admin).
   const gateway = config.server.gatewayPort !== undefined ? await buildGatewayServer({ keygate, logger }) : null;

@@ -32,8 +32,12 @@ export interface BuildServerOptions {
   version?: string;
   /** Served at /metrics when given. */
   metrics?: KeygateMetrics;
-  /** Extra readiness checks for /readyz (e.g. Redis), each throwing when not ready. */
-  readiness?: Record<string, () => Promise<unknown>>;
+  /**
+   * Extra readiness checks for /readyz (e.g. Redis), each throwing when not ready. A check
+   * given as `{ check, required: false }` is one the node can serve without (Redis with
+   * `redis.failureMode: local`): its failure makes /readyz 200 "degraded", not 503.
+   */
+  readiness?: Record<string, (() => Promise<unknown>) | { check: () => Promise<unknown>; required: boolean }>;
 }
 
 
@@ -153,19 +157,23 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
 
   // Ready when every dependency answers: the store, and Redis in a cluster.
   app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
-    const checks: Record<string, () => Promise<unknown>> = { store: () => options.keygate.store.getSetting("readyz"), ...options.readiness };
+    const checks: NonNullable<BuildServerOptions["readiness"]> = { store: () => options.keygate.store.getSetting("readyz"), ...options.readiness };
     const results: Record<string, string> = {};
     let ready = true;
-    await Promise.all(Object.entries(checks).map(async ([name, check]) => {
+    let degraded = false;
+    await Promise.all(Object.entries(checks).map(async ([name, entry]) => {
+      const { check, required } = typeof entry === "function" ? { check: entry, required: true } : entry;
       try {
         await Promise.race([check(), new Promise((_, reject) => setTimeout(() => reject(new Error("timed out after 2 s")), 2000).unref())]);
         results[name] = "ok";
       } catch (e) {
-        ready = false;
+        if (required) ready = false;
+        else degraded = true;
         results[name] = (e as Error).message;
       }
     }));
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "unavailable", checks: results });
+    const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
+    return reply.code(ready ? 200 : 503).send({ status, checks: results });
   });
 
   const metrics = options.metrics;

@@ -146,6 +146,20 @@ describe("operational routes need no key", () => {
     }
   });
 
+  test("GET /readyz: a check the node can serve without (Redis, failureMode local) makes it 200 degraded, not 503", async () => {
+    let up = true;
+    const local = await buildServer({ keygate, rootKeyHash: sha256Hex(ROOT), readiness: { redis: { check: async () => { if (!up) throw new Error("connection refused"); }, required: false } } });
+    try {
+      assert.deepEqual((await local.inject({ method: "GET", url: "/readyz" })).json(), { status: "ready", checks: { store: "ok", redis: "ok" } });
+      up = false;
+      const res = await local.inject({ method: "GET", url: "/readyz" });
+      assert.equal(res.statusCode, 200);
+      assert.deepEqual(res.json(), { status: "degraded", checks: { store: "ok", redis: "connection refused" } });
+    } finally {
+      await local.close();
+    }
+  });
+
   test("GET /readyz and /healthz with the store down: 503 with the store's error, Redis still ok", async () => {
     storeUp = false;
     try {
