@@ -31,15 +31,13 @@
  *   node --import tsx bench/gateway.ts
  *   BENCH_SECONDS (3 per run), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_PIPELINING (1)
  */
-import { fork, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { dirname } from "node:path";
+import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import replyFrom from "@fastify/reply-from";
 import type { AddressInfo } from "node:net";
-import { fmt, load, ratioRow, report } from "./lib.js";
+import { children, fmt, load, median, ratioRow, report, runLoad, stopChild } from "./lib.js";
 import type { Row } from "./lib.js";
 
 const BENCH = "gateway";
@@ -48,11 +46,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1);
 const WARMUP_SECONDS = 2;
-const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
-/** Every process this benchmark starts, stopped when it ends, however it ends. */
-const children = new Set<ChildProcess>();
-process.once("exit", () => { for (const c of children) c.kill("SIGKILL"); });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
 
 // ── the upstream, in a child process ───────────────────────────────────────────────────────
@@ -76,16 +70,11 @@ async function startUpstreamProcess(): Promise<{ url: string; stop(): Promise<vo
   });
   return {
     url,
-    stop: () => new Promise<void>((resolve) => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      const killer = setTimeout(() => proc.kill("SIGKILL"), 5000);
-      proc.once("exit", () => { clearTimeout(killer); children.delete(proc); resolve(); });
-      proc.send("stop");
-    }),
+    stop: () => stopChild(proc),
   };
 }
 
-// ── load generator (as in verify-http.ts) ──────────────────────────────────────────────────
+// ── load ───────────────────────────────────────────────────────────────────────────────────
 
 interface LoadResult {
   reqPerSec: number;
@@ -99,49 +88,15 @@ interface LoadResult {
   serverCpuUs: number;
 }
 
-/** Run by `node -e` in the child: autocannon, with every 2xx response's latency kept. */
-const LOAD_GENERATOR = `
-const autocannon = (await import("autocannon")).default;
-const o = JSON.parse(process.env.BENCH_LOAD);
-const lat = [];
-const cpu = process.cpuUsage();
-const instance = autocannon({ ...o, excludeErrorStats: true });
-instance.on("response", (_c, status, _b, ms) => { if (status >= 200 && status < 300) lat.push(ms); });
-const r = await instance;
-const used = process.cpuUsage(cpu);
-const s = Float64Array.from(lat).sort();
-const pct = (p) => (s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN);
-process.stdout.write(JSON.stringify({ duration: r.duration, ok: r["2xx"], non2xx: r.non2xx, errors: r.errors + r.timeouts,
-  p50: pct(0.5), p99: pct(0.99), loadCpu: (used.user + used.system) / 1e6 / r.duration }));
-`;
-
 async function loadRun(url: string, headers: Record<string, string>, seconds: number): Promise<LoadResult> {
-  const options = { url, method: "GET", headers, connections: CONNECTIONS, pipelining: PIPELINING, duration: seconds };
-  const child = spawn(process.execPath, ["--input-type=module", "-e", LOAD_GENERATOR], {
-    cwd: root, env: { ...process.env, BENCH_LOAD: JSON.stringify(options) }, stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.add(child);
-  const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 20) * 1000);
-  let out = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => { out += d; });
   const cpuBefore = process.cpuUsage();
-  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+  const r = await runLoad({ url, method: "GET", headers, connections: CONNECTIONS, pipelining: PIPELINING, duration: seconds });
   const cpu = process.cpuUsage(cpuBefore);
-  clearTimeout(killer);
-  children.delete(child);
-  if (code !== 0) throw new Error(`load generator exited with ${code}: ${out}`);
-  const r = JSON.parse(out) as { duration: number; ok: number; non2xx: number; errors: number; p50: number; p99: number; loadCpu: number };
   return {
     reqPerSec: r.ok / r.duration, ok: r.ok, non2xx: r.non2xx, errors: r.errors, p50: r.p50, p99: r.p99, loadCpu: r.loadCpu,
     serverCpuUs: (cpu.user + cpu.system) / Math.max(1, r.ok),
   };
 }
-
-const median = (values: number[]): number => {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 // ── the run ────────────────────────────────────────────────────────────────────────────────
 

@@ -6,6 +6,8 @@
  * checked against their target too, but a miss is reported, never thrown. The exit code stays
  * 0 unless a benchmark itself fails.
  */
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -83,7 +85,7 @@ export interface Measurement {
   spread: number;
 }
 
-const median = (values: number[]): number => {
+export const median = (values: number[]): number => {
   const s = [...values].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
@@ -246,3 +248,67 @@ export const fmt = {
   ns: (v: number): string => `${v.toFixed(0)} ns`,
   num: fmtNum,
 };
+
+// ── HTTP load (verify-http.ts, gateway.ts) ─────────────────────────────────────────────────
+
+/** Every child process a benchmark starts, killed when it exits, however it exits. */
+export const children = new Set<ChildProcess>();
+process.once("exit", () => { for (const c of children) c.kill("SIGKILL"); });
+
+/** What one autocannon run measured. Latencies in milliseconds, of 2xx responses only. */
+export interface LoadFigures {
+  duration: number;
+  ok: number;
+  non2xx: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  /** The load generator's CPU time over the run's wall time: near 1, it was the bottleneck. */
+  loadCpu: number;
+}
+
+/** Run by `node -e` in the child: autocannon, with every 2xx response's latency kept. */
+const LOAD_GENERATOR = `
+const autocannon = (await import("autocannon")).default;
+const o = JSON.parse(process.env.BENCH_LOAD);
+const lat = [];
+const cpu = process.cpuUsage();
+const instance = autocannon({ ...o, excludeErrorStats: true });
+instance.on("response", (_c, status, _b, ms) => { if (status >= 200 && status < 300) lat.push(ms); });
+const r = await instance;
+const used = process.cpuUsage(cpu);
+const s = Float64Array.from(lat).sort();
+const pct = (p) => (s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN);
+process.stdout.write(JSON.stringify({ duration: r.duration, ok: r["2xx"], non2xx: r.non2xx, errors: r.errors + r.timeouts,
+  p50: pct(0.5), p99: pct(0.99), loadCpu: (used.user + used.system) / 1e6 / r.duration }));
+`;
+
+/**
+ * One autocannon run (`options`: url, method, headers, body, connections, pipelining,
+ * duration) in a child process of its own, so that the load generator shares no event loop
+ * with the server under load; killed if it overruns by 20 s.
+ */
+export async function runLoad(options: Record<string, unknown> & { duration: number }): Promise<LoadFigures> {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", LOAD_GENERATOR], {
+    cwd: root, env: { ...process.env, BENCH_LOAD: JSON.stringify(options) }, stdio: ["ignore", "pipe", "inherit"],
+  });
+  children.add(child);
+  const killer = setTimeout(() => child.kill("SIGKILL"), (options.duration + 20) * 1000);
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => { out += d; });
+  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+  clearTimeout(killer);
+  children.delete(child);
+  if (code !== 0) throw new Error(`load generator exited with ${code}: ${out}`);
+  return JSON.parse(out) as LoadFigures;
+}
+
+/** Asks a forked child to stop (`message`), kills it when it has not exited after 5 s. */
+export function stopChild(proc: ChildProcess, message: unknown = "stop"): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+    const killer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+    proc.once("exit", () => { clearTimeout(killer); children.delete(proc); resolve(); });
+    proc.send(message as string);
+  });
+}

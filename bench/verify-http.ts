@@ -28,18 +28,17 @@
  *   BENCH_SECONDS (3 per run), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_PIPELINING (1),
  *   BENCH_STORE (memory | sqlite)
  */
-import { fork, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
+import { fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import type { Store } from "../src/index.js";
-import { fmt, load, ratioRow, report, valueRow } from "./lib.js";
+import { children, fmt, load, median, ratioRow, report, runLoad, stopChild, valueRow } from "./lib.js";
 import type { Row } from "./lib.js";
 
 const BENCH = "verify-http";
@@ -50,7 +49,6 @@ const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1);
 const WARMUP_SECONDS = 2;
 const STORE = process.env.BENCH_STORE === "sqlite" ? "sqlite" : "memory";
 const ROLE = process.env.BENCH_VERIFY_HTTP_ROLE;
-const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** What a server process tells this one. */
 type FromServer =
@@ -59,9 +57,6 @@ type FromServer =
 
 interface LoadRequest { method: string; headers: Record<string, string>; body: string }
 
-/** Every process this benchmark starts, stopped when it ends, however it ends. */
-const children = new Set<ChildProcess>();
-process.once("exit", () => { for (const c of children) c.kill("SIGKILL"); });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
 
 // ── the servers, each in a child process ───────────────────────────────────────────────────
@@ -147,12 +142,7 @@ async function startServer(role: "keygate" | "baseline", env: Record<string, str
     url: info.url,
     info,
     cpu: async () => { const reply = next("cpu", 10_000); proc.send("cpu"); return (await reply).micros; },
-    stop: () => new Promise<void>((resolve) => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      const killer = setTimeout(() => proc.kill("SIGKILL"), 5000);
-      proc.once("exit", () => { clearTimeout(killer); children.delete(proc); resolve(); });
-      proc.send("stop");
-    }),
+    stop: () => stopChild(proc),
   };
 }
 
@@ -172,50 +162,16 @@ interface LoadResult {
   serverCpuUs: number;
 }
 
-/** Run by `node -e` in the child: autocannon, with every 2xx response's latency kept. */
-const LOAD_GENERATOR = `
-const autocannon = (await import("autocannon")).default;
-const o = JSON.parse(process.env.BENCH_LOAD);
-const lat = [];
-const cpu = process.cpuUsage();
-const instance = autocannon({ ...o, excludeErrorStats: true });
-instance.on("response", (_c, status, _b, ms) => { if (status >= 200 && status < 300) lat.push(ms); });
-const r = await instance;
-const used = process.cpuUsage(cpu);
-const s = Float64Array.from(lat).sort();
-const pct = (p) => (s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN);
-process.stdout.write(JSON.stringify({ duration: r.duration, ok: r["2xx"], non2xx: r.non2xx, errors: r.errors + r.timeouts,
-  p50: pct(0.5), p99: pct(0.99), loadCpu: (used.user + used.system) / 1e6 / r.duration }));
-`;
-
-/** One autocannon run of `seconds` against `server`, in a child process killed if it overruns. */
+/** One autocannon run of `seconds` against `server`, with the server's CPU time around it. */
 async function loadRun(server: ServerProcess, request: LoadRequest, seconds: number): Promise<LoadResult> {
-  const options = { url: server.url, ...request, connections: CONNECTIONS, pipelining: PIPELINING, duration: seconds };
   const cpuBefore = await server.cpu();
-  const child = spawn(process.execPath, ["--input-type=module", "-e", LOAD_GENERATOR], {
-    cwd: root, env: { ...process.env, BENCH_LOAD: JSON.stringify(options) }, stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.add(child);
-  const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 20) * 1000);
-  let out = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => { out += d; });
-  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-  clearTimeout(killer);
-  children.delete(child);
+  const r = await runLoad({ url: server.url, ...request, connections: CONNECTIONS, pipelining: PIPELINING, duration: seconds });
   const cpu = (await server.cpu()) - cpuBefore;
-  if (code !== 0) throw new Error(`load generator exited with ${code}: ${out}`);
-  const r = JSON.parse(out) as { duration: number; ok: number; non2xx: number; errors: number; p50: number; p99: number; loadCpu: number };
   return {
     reqPerSec: r.ok / r.duration, ok: r.ok, non2xx: r.non2xx, errors: r.errors, p50: r.p50, p99: r.p99, loadCpu: r.loadCpu,
     serverCpuUs: cpu / Math.max(1, r.ok),
   };
 }
-
-const median = (values: number[]): number => {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 // ── the run ────────────────────────────────────────────────────────────────────────────────
 

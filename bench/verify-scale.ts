@@ -60,7 +60,7 @@ import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import type { KeyRecord, Store, Verdict, VerifyRequest } from "../src/index.js";
-import { consume, fmt, load, ratioRow, report, valueRow } from "./lib.js";
+import { consume, fmt, load, median, ratioRow, report, valueRow } from "./lib.js";
 import type { Row } from "./lib.js";
 
 const BENCH = "verify-scale";
@@ -293,11 +293,6 @@ async function stop(procs: Iterable<ChildProcess>): Promise<void> {
   })));
 }
 
-const median = (v: number[]): number => {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const n = (x: number): string => x.toLocaleString("en");
 
