@@ -8,6 +8,7 @@ import type { PortalUser } from "../store/types.js";
 import { VERDICT_CODES, VERDICT_MESSAGES, VERDICT_STATUS } from "../verify/codes.js";
 import type { AttemptLimiter } from "./attempts.js";
 import type { PortalSessions, SignedIn } from "./sessions.js";
+import { streamUsage } from "../http/usage-stream.js";
 import { passwordProblem } from "./password.js";
 import { checkEmail } from "./users.js";
 import type { PortalUsers, PortalUserView } from "./users.js";
@@ -69,8 +70,6 @@ export interface PortalApiView {
 
 const MAX_LIST = 2000;
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-/** Bytes a slow live stream may leave unread before events for it are dropped. */
-const MAX_UNREAD = 256 * 1024;
 
 const time = (v: string | undefined): number | undefined => (v === undefined ? undefined : Date.parse(v));
 
@@ -398,43 +397,17 @@ export function registerPortalApi(parent: FastifyInstance, ctx: PortalContext): 
     const account = await accountOf(request, request.params.accountId);
     await ownFilter(account.id, request.query);
     const { session } = actor(request);
-    const res = reply.raw;
-    reply.hijack();
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store, no-transform", "x-accel-buffering": "no",
-      "x-request-id": request.id,
-    });
-    res.write("retry: 3000\n: connected\n\n");
-    let open = true;
-    let dropped = 0;
-    let heartbeat: NodeJS.Timeout | undefined;
-    let unsubscribe = (): void => {};
-    const end = (): void => {
-      if (!open) return;
-      open = false;
-      clearInterval(heartbeat);
-      unsubscribe();
-      streams.delete(end);
-      if (!res.writableEnded) res.end();
-    };
-    unsubscribe = keygate.analytics.subscribe({ accountId: account.id, keyId: request.query.keyId, applicationId: request.query.applicationId }, {
-      event(view) {
-        if (res.writableLength > MAX_UNREAD) { dropped++; return; }
-        if (dropped > 0) { res.write(`event: dropped\ndata: {"count":${dropped}}\n\n`); dropped = 0; }
-        res.write(`event: usage\ndata: ${JSON.stringify(view)}\n\n`);
+    streamUsage(request, reply, {
+      analytics: keygate.analytics, streams, retryMs: 3000, cacheControl: "no-store, no-transform",
+      filter: { accountId: account.id, keyId: request.query.keyId, applicationId: request.query.applicationId },
+      // The stream outlives no session: each heartbeat checks that it still exists and is current.
+      beat: (stream) => {
+        keygate.store.getPortalSession(session.idHash).then((s) => {
+          if (!s || s.expiresAt <= ctx.clock.now()) { stream.send("signed-out", "{}"); stream.end(); return; }
+          stream.heartbeat();
+        }, () => { /* a store hiccup: try again at the next beat */ });
       },
-      end,
     });
-    if (!open) return;
-    // The stream outlives no session: each heartbeat checks that it still exists and is current.
-    heartbeat = setInterval(() => {
-      keygate.store.getPortalSession(session.idHash).then((s) => {
-        if (!s || s.expiresAt <= ctx.clock.now()) { res.write("event: signed-out\ndata: {}\n\n"); end(); return; }
-        if (res.writableLength <= MAX_UNREAD) res.write(": heartbeat\n\n");
-      }, () => { /* a store hiccup: try again at the next beat */ });
-    }, keygate.analytics.settings.heartbeatSeconds * 1000);
-    streams.add(end);
-    res.once("close", end);
   });
 }
 

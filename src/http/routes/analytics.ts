@@ -5,6 +5,7 @@ import type { FastifyInstance } from "fastify";
 import type { Keygate } from "../../keygate.js";
 import type { UsageFilter } from "../../store/types.js";
 import { IdParams, ProblemSchema } from "../schemas.js";
+import { streamUsage } from "../usage-stream.js";
 
 /**
  * The /v1 analytics routes: usage aggregates, raw request logs, a key's live rate-limit state
@@ -79,8 +80,6 @@ const KeyUsageSchema = Type.Object({
 });
 
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 404: ProblemSchema };
-/** Bytes a slow /v1/events client may have unread before events for it are dropped (and counted). */
-const MAX_UNREAD = 256 * 1024;
 
 const time = (v: string | undefined): number | undefined => (v === undefined ? undefined : Date.parse(v));
 const filterOf = (q: Static<typeof EventsQuerystring>): UsageFilter => ({
@@ -142,37 +141,5 @@ export function registerAnalyticsRoutes(parent: FastifyInstance, keygate: Keygat
       description: "`text/event-stream`: an `event: usage` with the event as JSON for each matching verification as it happens, a comment line every `analytics.heartbeatSeconds`, and `event: dropped` with a count when the client reads too slowly to get them all.",
       querystring: EventsQuerystring, response: { 400: ProblemSchema, 401: ProblemSchema },
     },
-  }, (request, reply) => {
-    const res = reply.raw;
-    reply.hijack();
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no", "x-request-id": request.id,
-    });
-    res.write("retry: 2000\n: connected\n\n");
-    let dropped = 0;
-    let open = true;
-    let heartbeat: NodeJS.Timeout | undefined;
-    let unsubscribe = (): void => {};
-    const end = (): void => {
-      if (!open) return;
-      open = false;
-      clearInterval(heartbeat);
-      unsubscribe();
-      streams.delete(end);
-      if (!res.writableEnded) res.end();
-    };
-    unsubscribe = analytics.subscribe(filterOf(request.query), {
-      event(view) {
-        if (res.writableLength > MAX_UNREAD) { dropped++; return; }
-        if (dropped > 0) { res.write(`event: dropped\ndata: {"count":${dropped}}\n\n`); dropped = 0; }
-        res.write(`event: usage\ndata: ${JSON.stringify(view)}\n\n`);
-      },
-      end,
-    });
-    if (!open) return; // keygate is closing: subscribe ended the stream at once
-    heartbeat = setInterval(() => { if (res.writableLength <= MAX_UNREAD) res.write(": heartbeat\n\n"); }, analytics.settings.heartbeatSeconds * 1000);
-    streams.add(end);
-    res.once("close", end);
-  });
+  }, (request, reply) => streamUsage(request, reply, { analytics, filter: filterOf(request.query), streams, retryMs: 2000, cacheControl: "no-cache, no-transform" }));
 }
