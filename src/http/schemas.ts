@@ -8,7 +8,8 @@ import type { VerdictCode } from "../verify/codes.js";
  * The admin API's request and response schemas. Fastify validates requests with them, and
  * /openapi.json is generated from the same objects, so the two cannot disagree.
  */
-const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+/** `schema` or null. */
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9A-Za-z]{1,60}$`, maxLength: 64, examples: [`${prefix}_0VbjE0Y2pcCFTlhfo2AltY`] });
 const DateTime = Type.String({ format: "date-time", examples: ["2027-01-01T00:00:00Z"] });
 const Metadata = Type.Record(Type.String(), Type.Unknown(), { maxProperties: 64, description: "Free-form JSON object stored with the key." });

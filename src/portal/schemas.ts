@@ -1,12 +1,11 @@
 import { Type } from "@sinclair/typebox";
-import type { TSchema } from "@sinclair/typebox";
 import { RateLimitSchema } from "../config/schema.js";
+import { Nullable } from "../http/schemas.js";
 
 /**
  * Request schemas of the portal's JSON API (/portal/api) and of the root key's
  * /v1/portal/users. Fastify validates every body and query with them before a handler runs.
  */
-const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Ref = Type.String({ minLength: 1, maxLength: 64 });
 const Email = Type.String({ minLength: 3, maxLength: 320 });
 /** Long enough for any passphrase; the rules for new ones are in password.ts. */

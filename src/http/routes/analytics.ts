@@ -1,10 +1,10 @@
 import { Type } from "@sinclair/typebox";
-import type { Static, TSchema } from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { Keygate } from "../../keygate.js";
 import type { UsageFilter } from "../../store/types.js";
-import { IdParams, ProblemSchema } from "../schemas.js";
+import { IdParams, Nullable, ProblemSchema } from "../schemas.js";
 import { streamUsage } from "../usage-stream.js";
 
 /**
@@ -12,7 +12,6 @@ import { streamUsage } from "../usage-stream.js";
  * and the server-sent-events stream of verifications. The caller has checked the root key;
  * the functions behind them take an account scope for the customer portal.
  */
-const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const DateTime = Type.String({ format: "date-time" });
 const Ref = (description: string) => Type.Optional(Type.String({ minLength: 1, maxLength: 64, description }));
 

@@ -1,15 +1,13 @@
 import { Type } from "@sinclair/typebox";
-import type { TSchema } from "@sinclair/typebox";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { Keygate } from "../../keygate.js";
-import { Cursor, IdParams, Limit, ProblemSchema, limitOf } from "../schemas.js";
+import { Cursor, IdParams, Limit, Nullable, ProblemSchema, limitOf } from "../schemas.js";
 
 /**
  * The /v1 routes for applications (the payments seed: name, integration type, features that
  * grant scopes, a Client ID) and the JWT signing keys. The caller has checked the root key.
  */
-const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const DateTime = Type.String({ format: "date-time" });
 const Metadata = Type.Record(Type.String(), Type.Unknown(), { maxProperties: 64, description: "Free-form JSON object stored with the application." });
 const Features = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 100, description: "Names from the API's `features`; each grants its scopes to the application's keys." });
