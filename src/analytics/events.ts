@@ -48,24 +48,8 @@ export interface VerifyContext {
   path?: string | undefined;
 }
 
-/** An event as the query API, the log and the live stream show it. Times are ISO 8601. */
-export interface UsageEventView {
-  at: string;
-  api: string;
-  keyId: string | null;
-  accountId: string | null;
-  applicationId: string | null;
-  environment: string | null;
-  code: string;
-  status: number;
-  method: string | null;
-  path: string | null;
-  latencyMs: number;
-  upstreamMs: number | null;
-  ip: string | null;
-  requestId: string | null;
-  source: UsageSource;
-}
+/** An event as the query API, the log and the live stream show it: `at` is ISO 8601. */
+export type UsageEventView = Omit<UsageEvent, "at"> & { at: string };
 
 /** A stored raw request log: an event with its `log_…` id. */
 export interface RequestLogView extends UsageEventView {
