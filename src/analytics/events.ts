@@ -1,4 +1,4 @@
-import type { RequestLog } from "../store/types.js";
+import type { RequestLog, UsageDimensions } from "../store/types.js";
 
 /** Where a verification came from. */
 export type UsageSource = "gateway" | "forward-auth" | "verify" | "library";
@@ -7,14 +7,9 @@ export type UsageSource = "gateway" | "forward-auth" | "verify" | "library";
  * One verification, as every path reports it: the gateway, forward-auth, the verify API and
  * in-process calls. It never holds the secret, only the id of the key it resolved to.
  */
-export interface UsageEvent {
+export interface UsageEvent extends UsageDimensions {
   /** Epoch ms. */
   at: number;
-  api: string;
-  keyId: string | null;
-  accountId: string | null;
-  applicationId: string | null;
-  environment: string | null;
   /** The verdict code (`VALID`, `REVOKED`, …), or the error code of a failed verification (`STORE_UNAVAILABLE`). */
   code: string;
   /**

@@ -1,6 +1,6 @@
 import { BASE62, randomString, toBase62 } from "../keys/alphabet.js";
 import type { Clock } from "../lib/clock.js";
-import type { AnalyticsBatch, LatencyMetric, RequestLog, Store, UsageAggregate, UsagePeriod } from "../store/types.js";
+import type { AnalyticsBatch, LatencyMetric, RequestLog, Store, UsageAggregate, UsageDimensions, UsagePeriod } from "../store/types.js";
 import { toMicros } from "./events.js";
 import type { UsageEvent } from "./events.js";
 import { binOf } from "./histogram.js";
@@ -79,13 +79,7 @@ export interface UsagePipelineOptions {
  * the verdict's own strings (whose hashes V8 caches) cost far less per event than one map
  * keyed by a freshly built string.
  */
-interface Series {
-  api: string;
-  keyId: string | null;
-  accountId: string | null;
-  applicationId: string | null;
-  environment: string | null;
-  code: string;
+interface Series extends UsageDimensions {
   latency: Map<number, number>;
   upstream: Map<number, number> | null;
 }

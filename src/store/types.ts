@@ -209,38 +209,36 @@ export type LatencyMetric = "latency" | "upstream";
 /** The dimensions usage can be grouped by. */
 export type UsageGroupBy = "key" | "application" | "account" | "api";
 
+/** What a verification is counted by: the API, the key it resolved to (and its owners), the code. */
+export interface UsageDimensions {
+  api: string;
+  keyId: string | null;
+  accountId: string | null;
+  applicationId: string | null;
+  environment: string | null;
+  code: string;
+}
+
 /**
  * One usage counter: `count` events of one key (null: none identified) with one outcome `code`
  * whose `metric` fell into latency bin `bin` (see src/analytics/histogram.ts) during one bucket.
  * Every event adds one to exactly one `latency` row, so a bucket's requests are the sum of its
  * latency rows. Account, application and environment follow from the key.
  */
-export interface UsageAggregate {
+export interface UsageAggregate extends UsageDimensions {
   period: UsagePeriod;
   /** Epoch ms, a multiple of the period's length. */
   bucketStart: number;
-  api: string;
-  keyId: string | null;
-  accountId: string | null;
-  applicationId: string | null;
-  environment: string | null;
-  code: string;
   metric: LatencyMetric;
   bin: number;
   count: number;
 }
 
 /** One request as the raw log keeps it: everything but the secret. Latencies in microseconds. */
-export interface RequestLog {
+export interface RequestLog extends UsageDimensions {
   /** `log_…`, sortable by time. */
   id: string;
   at: number;
-  api: string;
-  keyId: string | null;
-  accountId: string | null;
-  applicationId: string | null;
-  environment: string | null;
-  code: string;
   status: number;
   method: string | null;
   /** Without the query string. */
