@@ -6,17 +6,16 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../../src/config/load.js";
 import { createKeygate } from "../../src/keygate.js";
 import type { Keygate } from "../../src/keygate.js";
 import { createSqliteStore } from "../../src/store/sqlite/index.js";
+import { CLI, runCli } from "../support/cli.js";
+import type { CliRun } from "../support/cli.js";
 
-const CLI = fileURLToPath(new URL("../../dist/cli/index.js", import.meta.url));
 const CONFIG = `
 apis:
   - id: demo
@@ -28,20 +27,7 @@ let dir: string;
 let accountId: string;
 let revokedId: string;
 
-interface Run { code: number | null; stdout: string; stderr: string }
-const run = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> => {
-  const base: NodeJS.ProcessEnv = { ...process.env, KEYGATE_DATA_DIR: join(dir, "data"), KEYGATE_CONFIG: join(dir, "keygate.yaml") };
-  for (const k of ["KEYGATE_DATABASE_URL", "KEYGATE_REDIS_URL", "KEYGATE_HASH_SECRET"]) delete base[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-};
+const run = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> => runCli(dir, args, { env });
 const open = async (): Promise<Keygate> => {
   const config = loadConfigFile(join(dir, "keygate.yaml"));
   return createKeygate({ config: { ...config, cache: { ...config.cache, changePollMs: 0 } }, store: createSqliteStore({ filename: join(dir, "data", "keygate.db") }) });

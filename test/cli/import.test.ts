@@ -6,20 +6,20 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../../src/config/load.js";
 import { createKeygate } from "../../src/keygate.js";
 import type { Keygate } from "../../src/keygate.js";
 import { createKeyCodec } from "../../src/keys/format.js";
 import type { KeyCodec } from "../../src/keys/format.js";
 import { createSqliteStore } from "../../src/store/sqlite/index.js";
+import { CLI, runCli } from "../support/cli.js";
+import type { CliRun } from "../support/cli.js";
 
-const CLI = fileURLToPath(new URL("../../dist/cli/index.js", import.meta.url));
 const CONFIG = `
 apis:
   - id: demo
@@ -31,20 +31,7 @@ let dir: string;
 let codec: KeyCodec;
 let seq = 0;
 
-interface Run { code: number | null; stdout: string; stderr: string }
-const run = (data: string, args: string[]): Promise<Run> => {
-  const env: NodeJS.ProcessEnv = { ...process.env, KEYGATE_DATA_DIR: join(dir, data), KEYGATE_CONFIG: join(dir, "keygate.yaml") };
-  for (const k of ["KEYGATE_DATABASE_URL", "KEYGATE_REDIS_URL", "KEYGATE_HASH_SECRET"]) delete env[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-};
+const run = (data: string, args: string[]): Promise<CliRun> => runCli(dir, args, { data });
 /** A fresh data folder with one account (made in-process: a CLI run costs half a second). */
 const fresh = async (): Promise<{ data: string; accountId: string }> => {
   const data = `data-${++seq}`;
@@ -74,7 +61,7 @@ const countKeys = async (kg: Keygate): Promise<number> => {
   }
 };
 /** An error is one line on stderr, `keygate: …`, with no stack trace, and nothing on stdout. */
-const assertOneLineError = (res: Run, pattern: RegExp): void => {
+const assertOneLineError = (res: CliRun, pattern: RegExp): void => {
   assert.equal(res.code, 1, `exit status 1 (stderr: ${res.stderr})`);
   assert.equal(res.stdout, "");
   assert.match(res.stderr, /^keygate: [^\n]+\n$/, "exactly one line");

@@ -6,16 +6,15 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../../src/config/load.js";
 import { createKeygate } from "../../src/keygate.js";
 import { createSqliteStore } from "../../src/store/sqlite/index.js";
+import { CLI, runCli } from "../support/cli.js";
+import type { CliRun } from "../support/cli.js";
 
-const CLI = fileURLToPath(new URL("../../dist/cli/index.js", import.meta.url));
 const CONFIG = `
 apis:
   - id: demo
@@ -27,19 +26,7 @@ apis:
 `;
 
 let dir: string;
-const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
-  const env: NodeJS.ProcessEnv = { ...process.env, KEYGATE_DATA_DIR: join(dir, "data"), KEYGATE_CONFIG: join(dir, "keygate.yaml") };
-  for (const k of ["KEYGATE_DATABASE_URL", "KEYGATE_REDIS_URL", "KEYGATE_ROOT_KEY", "KEYGATE_HASH_SECRET"]) delete env[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-};
+const run = (args: string[]): Promise<CliRun> => runCli(dir, args);
 /** Runs a --json command that must succeed and print nothing but one JSON document. */
 const json = async (args: string[]): Promise<any> => {
   const res = await run([...args, "--json"]);
