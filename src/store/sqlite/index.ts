@@ -22,10 +22,12 @@ export interface SqliteStoreOptions {
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   if (options.filename !== ":memory:") mkdirSync(dirname(options.filename), { recursive: true });
   const sqlite = new Database(options.filename);
+  // First: switching a fresh file to WAL takes a lock, and another process opening it at the
+  // same moment (two CLI commands) must wait for it rather than fail with "database is locked".
+  sqlite.pragma("busy_timeout = 5000");
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
-  sqlite.pragma("busy_timeout = 5000");
   const db = new Kysely<KeygateDatabase>({ dialect: new SqliteDialect({ database: sqlite }) });
   return createSqlStore(db, {
     kind: "sqlite",
