@@ -412,8 +412,10 @@ export async function buildGatewayServer(options: BuildGatewayServerOptions): Pr
       return sendProblem(reply, problem(request, 400, "BAD_REQUEST", error.message));
     },
   });
-  app.addHook("onRequest", async (request, reply) => {
+  // Callback style, as in server.ts: an async hook costs every proxied request a promise.
+  app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
+    done();
   });
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500) {
