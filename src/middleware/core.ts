@@ -129,12 +129,15 @@ export function createGate(options: KeygateMiddlewareOptions, where: string): Ga
   const scopes = options.scopes && options.scopes.length > 0 ? [...options.scopes] : undefined;
   let api: ApiConfig;
   let verify: (key: string | null, scheme: string | null, identity: string | undefined, request: GateRequest) => Promise<Verdict>;
+  /** The clock the verdicts were computed with: keygate's in-process, the wall clock for a service. */
+  let now: () => number = Date.now;
 
   if ("keygate" in options && options.keygate) {
     const { keygate } = options;
     const runtime = keygate.apis.get(options.api);
     if (!runtime) throw new TypeError(`${where}: no API ${JSON.stringify(options.api)} in the keygate config; known: ${[...keygate.apis.keys()].join(", ")}`);
     api = runtime.config;
+    now = () => keygate.clock.now();
     const id = api.id;
     verify = (key, scheme, identity, request) => {
       const ip = request.ip ?? undefined;
@@ -183,7 +186,7 @@ export function createGate(options: KeygateMiddlewareOptions, where: string): Ga
     async authenticate(request) {
       const credential = extractCredential(api, request.headers);
       const verdict = await verify(credential.key, credential.scheme, credential.scheme === "identity" ? credential.identity : undefined, request);
-      const limits = rateLimitHeaders(api, verdict, Date.now());
+      const limits = rateLimitHeaders(api, verdict, now());
       if (!verdict.valid) return deny(verdict, request, limits);
       return { ok: true, verdict: verdict as AuthenticatedVerdict, headers: limits };
     },
@@ -192,7 +195,7 @@ export function createGate(options: KeygateMiddlewareOptions, where: string): Ga
       if (missing.length === 0) return null;
       // The rate-limit headers went out with the admission already; the denial repeats them.
       const denied: Verdict = { ...verdict, valid: false, code: "INSUFFICIENT_SCOPE", missingScopes: missing };
-      return deny(denied, request, rateLimitHeaders(api, denied, Date.now()));
+      return deny(denied, request, rateLimitHeaders(api, denied, now()));
     },
   };
 }

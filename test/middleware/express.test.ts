@@ -13,7 +13,9 @@ import type { KeygateExpressOptions } from "../../src/middleware/express/index.j
 import { createKeygateClient, KeygateNetworkError } from "../../src/client/index.js";
 import { describeMiddleware } from "./conformance.js";
 import type { AppGates } from "./conformance.js";
-import { bearer, closeServer, createFixture, listen, ROOT_KEY, send } from "./support.js";
+import { createKeygate } from "../../src/keygate.js";
+import { createManualClock } from "../../src/lib/clock.js";
+import { bearer, closeServer, CONFIG, createFixture, listen, ROOT_KEY, send } from "./support.js";
 import type { Fixture } from "./support.js";
 
 const me: RequestHandler = (req, res) => {
@@ -118,5 +120,28 @@ describe("Express specifics", () => {
     assert.throws(() => keygateAuth({ keygate: fx.keygate, api: "nope" }), /no API "nope" in the keygate config; known: pay, topup, email, pesa/);
     assert.throws(() => requireScopes(), /one or more non-empty scope names/);
     assert.throws(() => keygateAuth({} as KeygateExpressOptions), /pass \{ keygate, api \}/);
+  });
+});
+
+describe("in-process rate-limit headers use the keygate's clock", () => {
+  test("with a frozen clock, t= is the seconds left in the key's window by that clock", async () => {
+    const T0 = Date.parse("2026-01-01T00:00:00Z");
+    const clock = createManualClock(T0 + 20_000); // 20 s into a minute window
+    const keygate = await createKeygate({ config: CONFIG, clock });
+    const app = express();
+    app.use(keygateAuth({ keygate, api: "pay" }));
+    app.get("/me", (_req, res) => { res.json({ ok: true }); });
+    const served = await serve(app);
+    try {
+      const account = await keygate.accounts.create({ name: "Clock", email: "clock@example.test" });
+      const { key } = await keygate.keys.create({ api: "pay", accountId: account.id, rateLimit: { limit: 5, windowSeconds: 60 } });
+      const res = await send(`${served.url}/me`, { headers: bearer(key) });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-ratelimit-reset"), String((T0 + 60_000) / 1000));
+      assert.equal(res.headers.get("ratelimit"), '"default";r=4;t=40');
+    } finally {
+      await served.close();
+      await keygate.close();
+    }
   });
 });
