@@ -492,7 +492,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
   return {
     config, store, apis, clock,
     analytics,
-    verifyKey: (request, context) => analytics.observe(request.api, request.ip, context, () => verifier.verify(request)),
+    verifyKey: (request, context) => analytics.observe(request.api, request.ip, context, (now) => verifier.check(request, now)),
     accounts: {
       async create(input) {
         const now = clock.now();

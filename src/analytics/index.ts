@@ -5,6 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { KeygateError } from "../lib/errors.js";
+import { isPromise } from "../lib/promise.js";
 import type { Clock } from "../lib/clock.js";
 import type { RateLimiter } from "../limits/types.js";
 import type { Store, UsageDelta, UsageFilter } from "../store/types.js";
@@ -51,8 +52,9 @@ export interface Analytics extends AnalyticsQueries {
   /**
    * Runs one verification and records its event; used by the facade's `verifyKey` and
    * `tokens.verify`. Infrastructure failures (5xx) are recorded too, with their error code.
+   * `run` gets the time the event is recorded at (the clock is read once per verification).
    */
-  observe(api: string, ip: string | undefined, context: VerifyContext | undefined, run: () => Promise<Verdict>): Promise<Verdict>;
+  observe(api: string, ip: string | undefined, context: VerifyContext | undefined, run: (now: number) => Verdict | Promise<Verdict>): Promise<Verdict>;
   /**
    * Announces that the next verification, started synchronously after this call (as
    * `authenticateRequest` does), belongs to an HTTP request; see `trackVerification` in
@@ -117,10 +119,29 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
     record(event);
   };
 
-  const base = (api: string, ip: string | undefined, code: string, status: number, latencyMs: number): UsageEvent => ({
-    at: clock.now(), api, keyId: null, accountId: null, applicationId: null, environment: null, code, status,
+  const base = (at: number, api: string, ip: string | undefined, code: string, status: number, latencyMs: number): UsageEvent => ({
+    at, api, keyId: null, accountId: null, applicationId: null, environment: null, code, status,
     method: null, path: null, latencyMs, upstreamMs: null, ip: ip || null, requestId: null, source: "library",
   });
+
+  const settleVerdict = (verdict: Verdict, at: number, ip: string | undefined, target: ExpectedVerification | VerifyContext | null, started: number): Verdict => {
+    const event = base(at, verdict.api, ip, verdict.code, VERDICT_STATUS[verdict.code as VerdictCode] ?? 401, performance.now() - started);
+    event.keyId = verdict.keyId ?? null;
+    event.accountId = verdict.accountId ?? null;
+    event.applicationId = verdict.applicationId ?? null;
+    event.environment = verdict.environment ?? null;
+    settle(event, target);
+    return verdict;
+  };
+
+  const settleError = (error: unknown, at: number, api: string, ip: string | undefined, target: ExpectedVerification | VerifyContext | null, started: number): never => {
+    // Bad input (400s) is the caller's mistake, not a verification; an outage is one.
+    const status = error instanceof KeygateError ? error.status : 500;
+    if (status >= 500 && apis.has(api)) {
+      settle(base(at, api, ip, error instanceof KeygateError ? error.code : "INTERNAL_ERROR", status, performance.now() - started), target);
+    }
+    throw error;
+  };
 
   return {
     ...queries,
@@ -129,25 +150,18 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
     observe(api, ip, context, run) {
       const target: ExpectedVerification | VerifyContext | null = context ?? expected;
       expected = null;
+      const at = clock.now();
       const started = performance.now();
-      let running: Promise<Verdict>;
-      try { running = run(); } catch (e) { running = Promise.reject(e); }
-      return running.then((verdict) => {
-        const event = base(verdict.api, ip, verdict.code, VERDICT_STATUS[verdict.code as VerdictCode] ?? 401, performance.now() - started);
-        event.keyId = verdict.keyId ?? null;
-        event.accountId = verdict.accountId ?? null;
-        event.applicationId = verdict.applicationId ?? null;
-        event.environment = verdict.environment ?? null;
-        settle(event, target);
-        return verdict;
-      }, (error: unknown) => {
-        // Bad input (400s) is the caller's mistake, not a verification; an outage is one.
-        const status = error instanceof KeygateError ? error.status : 500;
-        if (status >= 500 && apis.has(api)) {
-          settle(base(api, ip, error instanceof KeygateError ? error.code : "INTERNAL_ERROR", status, performance.now() - started), target);
-        }
-        throw error;
-      });
+      let outcome: Verdict | Promise<Verdict>;
+      try {
+        outcome = run(at);
+      } catch (e) {
+        return Promise.reject(e).catch((error: unknown) => settleError(error, at, api, ip, target, started));
+      }
+      // A verdict reached synchronously (a cached key, memory limits) is recorded at once:
+      // one resolved promise for the caller, no continuation queued behind it.
+      if (!isPromise(outcome)) return Promise.resolve(settleVerdict(outcome, at, ip, target, started));
+      return outcome.then((v) => settleVerdict(v, at, ip, target, started), (error: unknown) => settleError(error, at, api, ip, target, started));
     },
     expect(request) {
       expected = request;

@@ -186,7 +186,7 @@ export const ConfigSchema = Type.Object(
     ),
     cache: Type.Object(
       {
-        maxKeys: Type.Integer({ minimum: 0, maximum: 100_000_000, default: 100_000, description: "Key records kept in memory (LRU); its arrays are allocated up front." }),
+        maxKeys: Type.Integer({ minimum: 0, maximum: 100_000_000, default: 100_000, description: "Key records kept in memory; those not used for longest are dropped first." }),
         negativeTtlSeconds: Type.Number({ minimum: 0, maximum: 3600, default: 10 }),
         maxStaleSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60, description: "How long cached keys keep verifying while the store's change feed cannot be read." }),
         changePollMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 1000, description: "How often to read key changes made by other processes sharing the store; 0 turns it off." }),

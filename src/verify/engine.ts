@@ -2,6 +2,8 @@ import { performance } from "node:perf_hooks";
 import { LRUCache } from "lru-cache";
 import type { ApiConfig, RateLimitConfig } from "../config/schema.js";
 import { KeygateError } from "../lib/errors.js";
+import { HotCache } from "../lib/hot-cache.js";
+import { isPromise } from "../lib/promise.js";
 import { compileAllowlist, parseIp } from "../lib/ip.js";
 import type { IpAddress, IpMatcher } from "../lib/ip.js";
 import type { Clock } from "../lib/clock.js";
@@ -104,6 +106,15 @@ interface CachedKey {
   record: KeyRecord;
   allow: IpMatcher | null;
   scopes: ReadonlySet<string>;
+  /**
+   * The API this key was presented to, found well-formed for and matched to, once one was:
+   * the cache is keyed by the key's hash, so a later hit is the same string and its format
+   * check and prefix environment would give the same answer again.
+   */
+  parsedFor: string | null;
+  /** The account's rules, valid while `rulesGeneration` is the verifier's current one. */
+  rules: AccountRules | undefined;
+  rulesGeneration: number;
 }
 
 /** Optional hooks for metrics; each call is cheap and synchronous. */
@@ -130,6 +141,13 @@ export interface VerifierPorts {
 /** The verification pipeline of DESIGN.md, talking only to ports. */
 export interface Verifier {
   verify(request: VerifyRequest): Promise<Verdict>;
+  /**
+   * `verify` without the promise when none is needed: a cached key checked against ports
+   * that answer at once gets its verdict synchronously. Throws (rather than rejects) on bad
+   * input such as an unknown API. `now` is the time to verify at, when the caller has read
+   * the clock already.
+   */
+  check(request: VerifyRequest, now?: number): Verdict | Promise<Verdict>;
   /** Drops a key from the caches after it changed, so this node enforces the change at once. */
   invalidate(hash: string): void;
   /** Drops every cached key. */
@@ -150,18 +168,20 @@ const NEGATIVE = Symbol("not-found");
 interface ClientAddress {
   address: IpAddress;
   text: string;
+  /**
+   * Lockout subjects (`api|address`) by API id, built once: a string the lockout map has
+   * seen before keeps its hash, where a new concatenation is hashed on every lookup.
+   */
+  subjects: Map<string, string>;
 }
 
 /** How many parsed client addresses are kept; the map is emptied when it is full. */
 const ADDRESS_CACHE_SIZE = 10_000;
 
-/** True for a thenable: a port answered asynchronously (Redis) rather than at once (memory). */
-const isPromise = <T>(value: T | Promise<T>): value is Promise<T> =>
-  typeof (value as { then?: unknown } | null)?.then === "function";
 
 export function createVerifier(ports: VerifierPorts): Verifier {
   const { apis, store, limiter, lockout, clock, hasher, usage } = ports;
-  const positive = ports.cache.maxKeys > 0 ? new LRUCache<string, CachedKey>({ max: ports.cache.maxKeys }) : null;
+  const positive = ports.cache.maxKeys > 0 ? new HotCache<string, CachedKey>(ports.cache.maxKeys) : null;
   const negative = ports.cache.negativeTtlMs > 0
     ? new LRUCache<string, typeof NEGATIVE>({ max: 100_000, ttl: ports.cache.negativeTtlMs, ttlAutopurge: false })
     : null;
@@ -169,7 +189,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   const byId = new LRUCache<string, CachedKey>({ max: Math.max(1, Math.min(ports.cache.maxKeys, 100_000)) });
   const idByHash = new Map<string, string>();
   // Per account: its email (identity schemes) and its IP allowlist per environment.
-  const accountRules = new LRUCache<string, AccountRules>({ max: 100_000 });
+  const accountRules = new HotCache<string, AccountRules>(100_000);
+  // Bumped when any account changes: a key entry's copy of its account's rules is then
+  // looked up again (in `accountRules`) before it is trusted.
+  let rulesGeneration = 0;
   let legacyHashes = hasher.algorithm !== "sha256";
   let legacyPresent = false;
   // A legacy record's own (SHA-256) hash → the primary hash it is also cached under, so that
@@ -189,10 +212,25 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     record: deepFreeze(record),
     allow: compileAllowlist(record.ipAllowlist),
     scopes: new Set(record.scopes),
+    parsedFor: null,
+    rules: undefined,
+    rulesGeneration: -1,
   });
 
   const fresh = ports.fresh ?? (() => true);
   const obs = ports.observer;
+  const check = obs === undefined ? verifyOnce : (request: VerifyRequest, now?: number): Verdict | Promise<Verdict> => {
+    const started = performance.now();
+    const verdict = verifyOnce(request, now);
+    if (!isPromise(verdict)) {
+      obs.verdict(verdict.api, verdict.code, performance.now() - started);
+      return verdict;
+    }
+    return verdict.then((v) => {
+      obs.verdict(v.api, v.code, performance.now() - started);
+      return v;
+    });
+  };
 
   /** The cache's answer for a hash: an entry, null for a known-unknown key, undefined on a miss. */
   function peek(hash: string, now: number): CachedKey | null | undefined {
@@ -247,10 +285,16 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       const address = parseIp(ip);
       if (!address) return null;
       if (addresses.size >= ADDRESS_CACHE_SIZE) addresses.clear();
-      hit = { address, text: address.toString() };
+      hit = { address, text: address.toString(), subjects: new Map() };
       addresses.set(ip, hit);
     }
     return hit;
+  }
+
+  function lockoutSubject(api: ApiRuntime, client: ClientAddress): string {
+    let subject = client.subjects.get(api.config.id);
+    if (subject === undefined) client.subjects.set(api.config.id, subject = `${api.config.id}|${client.text}`);
+    return subject;
   }
 
   /** The account's rules from the store; callers look in `accountRules` first. */
@@ -308,7 +352,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
 
   return {
     invalidate(hash) {
-      if (hash.startsWith("acc_")) { accountRules.delete(hash); return; }
+      if (hash.startsWith("acc_")) { accountRules.delete(hash); rulesGeneration++; return; }
       positive?.delete(hash);
       negative?.delete(hash);
       const alias = legacyAlias.get(hash);
@@ -327,6 +371,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       idByHash.clear();
       legacyAlias.clear();
       accountRules.clear();
+      rulesGeneration++;
     },
     setLegacyHashes(present) {
       // Keys looked up before SHA-256 hashes were known may be cached as unknown.
@@ -342,24 +387,32 @@ export function createVerifier(ports: VerifierPorts): Verifier {
         client = clientAddress(request.ip);
         if (!client) throw new KeygateError("INVALID_IP", `${JSON.stringify(request.ip)} is not an IPv4 or IPv6 address.`, 400);
       }
-      const subject = api.lockout && client !== null ? `${api.config.id}|${client.text}` : null;
+      const subject = api.lockout && client !== null ? lockoutSubject(api, client) : null;
       const started = performance.now();
       const verdict = await fail(api, subject, null, code, null, clock.now());
       obs?.verdict(verdict.api, verdict.code, performance.now() - started);
       return verdict;
     },
-    verify: obs === undefined ? verifyOnce : async (request) => {
-      const started = performance.now();
-      const verdict = await verifyOnce(request);
-      obs.verdict(verdict.api, verdict.code, performance.now() - started);
-      return verdict;
+    check,
+    verify(request) {
+      try {
+        const verdict = check(request);
+        return isPromise(verdict) ? verdict : Promise.resolve(verdict);
+      } catch (e) {
+        return Promise.reject(e);
+      }
     },
   };
 
-  async function verifyOnce(request: VerifyRequest): Promise<Verdict> {
+  /**
+   * The pipeline. Synchronous as far as it can be: a cached key checked against ports that
+   * answer at once (memory limits) gets its verdict without a promise, because every await
+   * is a trip through the microtask queue and together they cost more than the checks. Any
+   * step that must wait (a store read, a Redis round trip) continues asynchronously from there.
+   */
+  function verifyOnce(request: VerifyRequest, now = clock.now()): Verdict | Promise<Verdict> {
     const api = apis.get(request.api);
     if (!api) throw new KeygateError("UNKNOWN_API", `No API with id ${JSON.stringify(request.api)} is configured.`, 400);
-    const now = clock.now();
     let client: ClientAddress | null = null;
     if (request.ip !== undefined && request.ip !== "") {
       client = clientAddress(request.ip);
@@ -374,38 +427,61 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     // (a blocked client always sees IP_BLOCKED), and on the hot path — a cached, valid key —
     // in the same round trip as the rate limit, so a shared (Redis) limiter costs one.
     // Per API and client: each API has its own policy, and failures on one never block another.
-    // The hot path awaits nothing when the ports answer at once (memory limits): every await
-    // is a trip through the microtask queue, and together they cost more than the checks.
     const address = client === null ? null : client.address;
-    const subject = api.lockout && client !== null ? `${api.config.id}|${client.text}` : null;
-    let lock: LockoutState | null = null;
+    const subject = api.lockout && client !== null ? lockoutSubject(api, client) : null;
+    if (byKeyId) return viaKeyId(api, request, address, subject, now);
 
-    let entry: CachedKey | null;
-    if (byKeyId) {
-      if (subject !== null && (lock = await lockout.check(subject, api.lockout!, now)).blocked) return blockedVerdict(api, lock, now);
-      entry = await lookupById(request.keyId!, now);
-      if (!entry || entry.record.api !== api.config.id) return fail(api, subject, lock, "NOT_FOUND", null, now);
-    } else {
-      const parsed = api.codec.parse(key!);
-      if (!parsed) return fail(api, subject, lock, "MALFORMED_KEY", null, now);
-      const hash = hasher.hash(key!);
-      const cached = peek(hash, now);
-      obs?.cache(cached === undefined ? "miss" : cached === null ? "negative" : "hit");
-      if (cached === undefined) {
-        if (subject !== null && (lock = await lockout.check(subject, api.lockout!, now)).blocked) return blockedVerdict(api, lock, now);
-        entry = await load(hash, key!);
-      } else {
-        entry = cached;
-      }
-      if (!entry || entry.record.api !== api.config.id || (parsed.environment !== null && parsed.environment !== entry.record.environment)) {
-        return fail(api, subject, lock, "NOT_FOUND", null, now);
-      }
+    // A key found in the cache and already matched to this API is the same string that
+    // passed its format check then: it is not parsed again. Any other key is parsed before
+    // anything else is looked at, so a malformed key never reaches the store.
+    const hash = hasher.hash(key!);
+    const cached = peek(hash, now);
+    if (cached && cached.parsedFor === api.config.id) {
+      obs?.cache("hit");
+      return admit(api, request, cached, address, subject, null, now);
     }
+    const parsed = api.codec.parse(key!);
+    if (!parsed) return fail(api, subject, null, "MALFORMED_KEY", null, now);
+    obs?.cache(cached === undefined ? "miss" : cached === null ? "negative" : "hit");
+    if (cached === undefined) return loadThenAdmit(api, request, hash, key!, parsed.environment, address, subject, now);
+    return match(api, request, cached, parsed.environment, address, subject, null, now);
+  }
+
+  async function viaKeyId(api: ApiRuntime, request: VerifyRequest, address: IpAddress | null, subject: string | null, now: number): Promise<Verdict> {
+    let lock: LockoutState | null = null;
+    if (subject !== null && (lock = await lockout.check(subject, api.lockout!, now)).blocked) return blockedVerdict(api, lock, now);
+    const entry = await lookupById(request.keyId!, now);
+    if (!entry || entry.record.api !== api.config.id) return fail(api, subject, lock, "NOT_FOUND", null, now);
+    return admit(api, request, entry, address, subject, lock, now);
+  }
+
+  async function loadThenAdmit(api: ApiRuntime, request: VerifyRequest, hash: string, key: string, environment: string | null, address: IpAddress | null, subject: string | null, now: number): Promise<Verdict> {
+    let lock: LockoutState | null = null;
+    if (subject !== null && (lock = await lockout.check(subject, api.lockout!, now)).blocked) return blockedVerdict(api, lock, now);
+    return match(api, request, await load(hash, key), environment, address, subject, lock, now);
+  }
+
+  /** A key of another API, or of another environment than its prefix names, is not found. */
+  function match(api: ApiRuntime, request: VerifyRequest, entry: CachedKey | null, environment: string | null, address: IpAddress | null, subject: string | null, lock: LockoutState | null, now: number): Verdict | Promise<Verdict> {
+    if (!entry || entry.record.api !== api.config.id || (environment !== null && environment !== entry.record.environment)) {
+      return fail(api, subject, lock, "NOT_FOUND", null, now);
+    }
+    entry.parsedFor = api.config.id;
+    return admit(api, request, entry, address, subject, lock, now);
+  }
+
+  /** The key's account rules (cached on the entry while no account changed), then its checks. */
+  function admit(api: ApiRuntime, request: VerifyRequest, entry: CachedKey, address: IpAddress | null, subject: string | null, lock: LockoutState | null, now: number): Verdict | Promise<Verdict> {
+    let rules = entry.rulesGeneration === rulesGeneration ? entry.rules : accountRules.get(entry.record.accountId);
+    if (rules === undefined) return loadRules(entry.record.accountId).then((loaded) => checks(api, request, entry, loaded, address, subject, lock, now));
+    if (entry.rulesGeneration !== rulesGeneration) { entry.rules = rules; entry.rulesGeneration = rulesGeneration; }
+    return checks(api, request, entry, rules, address, subject, lock, now);
+  }
+
+  function checks(api: ApiRuntime, request: VerifyRequest, entry: CachedKey, rules: AccountRules | null, address: IpAddress | null, subject: string | null, lock: LockoutState | null, now: number): Verdict | Promise<Verdict> {
     const r = entry.record;
     const scopes = entry.scopes;
     // A token presented under someone else's identity is as good as an unknown token.
-    let rules: AccountRules | null | undefined = accountRules.get(r.accountId);
-    if (rules === undefined) rules = await loadRules(r.accountId);
     if (request.identity !== undefined && rules?.email !== request.identity.trim().toLowerCase()) {
       return fail(api, subject, lock, "NOT_FOUND", null, now);
     }
@@ -421,21 +497,14 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     if (request.scopes && request.scopes.length > 0) {
       let missing: string[] | null = null;
       for (const s of request.scopes) if (!scopes.has(s)) (missing ??= []).push(s);
-      if (missing !== null) {
-        const verdict = await fail(api, subject, lock, "INSUFFICIENT_SCOPE", r, now);
-        if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = missing;
-        return verdict;
-      }
+      if (missing !== null) return insufficient(api, subject, lock, r, now, missing);
     }
     if (request.anyScopes && request.anyScopes.length > 0 && !request.anyScopes.some((s) => scopes.has(s))) {
-      const verdict = await fail(api, subject, lock, "INSUFFICIENT_SCOPE", r, now);
-      if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = [...request.anyScopes];
-      return verdict;
+      return insufficient(api, subject, lock, r, now, [...request.anyScopes]);
     }
 
     const verdict = describe({ valid: true, code: "VALID", api: api.config.id }, r);
     const limit = r.rateLimit ?? api.rateLimitFor(r.environment);
-    let rl: RateLimitVerdict | null = null;
     if (limit) {
       // Issued together: a pipelining Redis client sends both in one round trip. Should the
       // client turn out to be blocked, the request used one slot of the key's window without
@@ -443,15 +512,32 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       const t = obs ? performance.now() : 0;
       const checking = subject !== null && lock === null ? lockout.check(subject, api.lockout!, now) : lock;
       const consuming = limiter.consume(r.id, limit.limit, limit.windowSeconds * 1000, now);
-      if (isPromise(checking) || isPromise(consuming)) [lock, rl] = await Promise.all([checking, consuming]);
-      else { lock = checking; rl = consuming; }
+      if (isPromise(checking) || isPromise(consuming)) {
+        return Promise.all([checking, consuming]).then(([l, rl]) => {
+          obs?.limiter(performance.now() - t);
+          return finish(api, verdict, r, subject, l, rl, limit, now);
+        });
+      }
       obs?.limiter(performance.now() - t);
-      if (lock?.blocked) return blockedVerdict(api, lock, now);
-    } else if (subject !== null && lock === null) {
-      const checking = lockout.check(subject, api.lockout!, now);
-      lock = isPromise(checking) ? await checking : checking;
-      if (lock.blocked) return blockedVerdict(api, lock, now);
+      return finish(api, verdict, r, subject, checking, consuming, limit, now);
     }
+    if (subject !== null && lock === null) {
+      const checking = lockout.check(subject, api.lockout!, now);
+      if (isPromise(checking)) return checking.then((l) => finish(api, verdict, r, subject, l, null, null, now));
+      lock = checking;
+    }
+    return finish(api, verdict, r, subject, lock, null, null, now);
+  }
+
+  async function insufficient(api: ApiRuntime, subject: string | null, lock: LockoutState | null, r: KeyRecord, now: number, missing: string[]): Promise<Verdict> {
+    const verdict = await fail(api, subject, lock, "INSUFFICIENT_SCOPE", r, now);
+    if (verdict.code === "INSUFFICIENT_SCOPE") verdict.missingScopes = missing;
+    return verdict;
+  }
+
+  /** The lockout and rate-limit answers applied to a key that passed every other check. */
+  function finish(api: ApiRuntime, verdict: Verdict, r: KeyRecord, subject: string | null, lock: LockoutState | null, rl: RateLimitVerdict | null, limit: RateLimitConfig | null, now: number): Verdict | Promise<Verdict> {
+    if (lock?.blocked) return blockedVerdict(api, lock, now);
     if (rl) {
       verdict.ratelimit = { limit: rl.limit, remaining: rl.remaining, reset: Math.ceil(rl.resetAt / 1000), window: limit!.windowSeconds };
       if (!rl.allowed) {
@@ -463,7 +549,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     }
     if (subject !== null && lock !== null && lock.attemptsLeft < api.lockout!.maxAttempts) {
       const cleared = lockout.recordSuccess(subject);
-      if (isPromise(cleared)) await cleared;
+      if (isPromise(cleared)) return cleared.then(() => { usage.record(r.id, now); return verdict; });
     }
     usage.record(r.id, now);
     return verdict;

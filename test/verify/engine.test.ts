@@ -330,6 +330,29 @@ describe("cache", () => {
     assert.equal(calls.total(), 0);
   });
 
+  test("a cached key of one API presented to an API of another format is MALFORMED_KEY, not NOT_FOUND", async () => {
+    const { keygate, accountId } = await setup();
+    const { key } = await keygate.keys.create({ api: "pay", accountId });
+    expectCode(await keygate.verifyKey({ api: "pay", key }), "VALID");
+    expectCode(await keygate.verifyKey({ api: "airtime", key }), "MALFORMED_KEY");
+    expectCode(await keygate.verifyKey({ api: "mail", key }), "NOT_FOUND");
+    expectCode(await keygate.verifyKey({ api: "pay", key }), "VALID");
+  });
+
+  test("a cached key with memory limits is verified synchronously: its promise is settled when returned", async () => {
+    const { keygate, accountId } = await setup();
+    const { key } = await keygate.keys.create({ api: "pay", accountId, rateLimit: { limit: 100, windowSeconds: 60 } });
+    const request = { api: "pay", key, ip: "198.51.100.1", scopes: ["read"] };
+    expectCode(await keygate.verifyKey(request), "VALID"); // the first one reads the store
+    const order: string[] = [];
+    const pending = keygate.verifyKey(request).then((v) => { order.push(`verdict ${v.code}`); });
+    await Promise.resolve().then(() => { order.push("next microtask"); });
+    await pending;
+    // A settled promise runs its callback in the first microtask after it; an asynchronous
+    // verification would still be on its way then.
+    assert.deepEqual(order, ["verdict VALID", "next microtask"]);
+  });
+
   test("an unknown key is remembered too: repeated NOT_FOUND costs one store read", async () => {
     const { keygate, calls } = await setup();
     const forged = keygate.apis.get("pay")!.codec.generate("live");
