@@ -16,7 +16,7 @@ import { compare, load, ratioRow, report, valueRow } from "./lib.js";
 
 const BENCH = "cluster-redis";
 const REDIS_URL = process.env.KEYGATE_TEST_REDIS_URL ?? process.env.KEYGATE_REDIS_URL;
-const CONCURRENCY = 64;
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const LATENCY_SAMPLES = 5000;
 const timing = {
   rounds: Number(process.env.BENCH_ROUNDS ?? 7),

@@ -176,6 +176,12 @@ export interface Keygate {
   readonly clock: Clock;
   /** Verifies a key and records a usage event (docs/analytics.md); `context` describes the request. */
   verifyKey(request: VerifyRequest, context?: VerifyContext): Promise<Verdict>;
+  /**
+   * `verifyKey` without the promise when none is needed: a cached key checked against limits
+   * that answer at once (memory) gets its verdict synchronously. Throws, rather than rejects,
+   * on bad input. For hot paths that can use a plain value (keygate's own HTTP verify).
+   */
+  verifyKeyNow(request: VerifyRequest, context?: VerifyContext): Verdict | Promise<Verdict>;
   /** Usage events, aggregates, request logs and the live feed (docs/analytics.md). */
   readonly analytics: Analytics;
   accounts: {
@@ -493,6 +499,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     config, store, apis, clock,
     analytics,
     verifyKey: (request, context) => analytics.observe(request.api, request.ip, context, (now) => verifier.check(request, now)),
+    verifyKeyNow: (request, context) => analytics.observeNow(request.api, request.ip, context, (now) => verifier.check(request, now)),
     accounts: {
       async create(input) {
         const now = clock.now();

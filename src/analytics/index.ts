@@ -55,6 +55,8 @@ export interface Analytics extends AnalyticsQueries {
    * `run` gets the time the event is recorded at (the clock is read once per verification).
    */
   observe(api: string, ip: string | undefined, context: VerifyContext | undefined, run: (now: number) => Verdict | Promise<Verdict>): Promise<Verdict>;
+  /** `observe` without the promise when `run` answers synchronously; throws what `run` throws. */
+  observeNow(api: string, ip: string | undefined, context: VerifyContext | undefined, run: (now: number) => Verdict | Promise<Verdict>): Verdict | Promise<Verdict>;
   /**
    * Announces that the next verification, started synchronously after this call (as
    * `authenticateRequest` does), belongs to an HTTP request; see `trackVerification` in
@@ -143,26 +145,36 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
     throw error;
   };
 
+  function observeNow(api: string, ip: string | undefined, context: VerifyContext | undefined, run: (now: number) => Verdict | Promise<Verdict>): Verdict | Promise<Verdict> {
+    const target: ExpectedVerification | VerifyContext | null = context ?? expected;
+    expected = null;
+    const at = clock.now();
+    const started = performance.now();
+    let outcome: Verdict | Promise<Verdict>;
+    try {
+      outcome = run(at);
+    } catch (e) {
+      return settleError(e, at, api, ip, target, started);
+    }
+    // A verdict reached synchronously (a cached key, memory limits) is recorded at once, with
+    // no continuation queued behind it.
+    if (!isPromise(outcome)) return settleVerdict(outcome, at, ip, target, started);
+    return outcome.then((v) => settleVerdict(v, at, ip, target, started), (error: unknown) => settleError(error, at, api, ip, target, started));
+  }
+
   return {
     ...queries,
     settings,
     record,
     observe(api, ip, context, run) {
-      const target: ExpectedVerification | VerifyContext | null = context ?? expected;
-      expected = null;
-      const at = clock.now();
-      const started = performance.now();
-      let outcome: Verdict | Promise<Verdict>;
       try {
-        outcome = run(at);
+        const outcome = observeNow(api, ip, context, run);
+        return isPromise(outcome) ? outcome : Promise.resolve(outcome);
       } catch (e) {
-        return Promise.reject(e).catch((error: unknown) => settleError(error, at, api, ip, target, started));
+        return Promise.reject(e);
       }
-      // A verdict reached synchronously (a cached key, memory limits) is recorded at once:
-      // one resolved promise for the caller, no continuation queued behind it.
-      if (!isPromise(outcome)) return Promise.resolve(settleVerdict(outcome, at, ip, target, started));
-      return outcome.then((v) => settleVerdict(v, at, ip, target, started), (error: unknown) => settleError(error, at, api, ip, target, started));
     },
+    observeNow,
     expect(request) {
       expected = request;
       queueMicrotask(() => { if (expected === request) expected = null; });

@@ -1,3 +1,5 @@
+import { createServer as createHttpServer } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { requestIdOf } from "./request-id.js";
 import Fastify, { LogController } from "fastify";
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -6,7 +8,8 @@ import type { Logger } from "pino";
 import type { Keygate } from "../keygate.js";
 import { KeygateError } from "../lib/errors.js";
 import { matchesRootKey } from "../auth/root-key.js";
-import { problem, sendProblem } from "./problem.js";
+import { internalProblem, keygateProblem, problem, sendError, sendProblem } from "./problem.js";
+import { createFastVerify } from "./fast-verify.js";
 import { bearerToken } from "./bearer.js";
 import { registerAdminRoutes } from "./routes/admin.js";
 import type { KeygateMetrics } from "../ops/metrics.js";
@@ -60,7 +63,21 @@ function fieldOf(context: string, instancePath: string, params: Record<string, u
  * await app.listen({ port: 8080, host: "127.0.0.1" });
  */
 export async function buildServer(options: BuildServerOptions): Promise<FastifyInstance> {
+  // POST /v1/keys/verify is answered ahead of Fastify when it can be (./fast-verify.ts);
+  // set once every route is registered.
+  let fastVerify: ((req: IncomingMessage, res: ServerResponse) => boolean) | null = null;
+  let closing = false;
   const app = Fastify({
+    serverFactory: (handler, opts) => {
+      const server = createHttpServer((req, res) => { if (fastVerify === null || !fastVerify(req, res)) handler(req, res); });
+      // What Fastify sets on the server it makes itself (its options, defaults filled in).
+      const o = opts as unknown as { keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number; maxRequestsPerSocket: number };
+      server.keepAliveTimeout = o.keepAliveTimeout;
+      server.requestTimeout = o.requestTimeout;
+      server.setTimeout(o.connectionTimeout);
+      if (o.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = o.maxRequestsPerSocket;
+      return server;
+    },
     loggerInstance: options.logger as FastifyBaseLogger | undefined,
     // Per-request lines are off: the usage pipeline records requests, and never their secrets.
     logController: new LogController({ disableRequestLogging: true }),
@@ -99,13 +116,9 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
   });
 
   app.setErrorHandler((error: FastifyError | KeygateError, request, reply) => {
-    if (error instanceof KeygateError) {
-      if (error.status === 503) reply.header("retry-after", "1");
-      // Every 401 of the admin API is a KeygateError thrown here (RFC 6750 §3). Set here rather
-      // than in an onSend hook, which every successful response would pay for.
-      if (error.status === 401 && request.url.startsWith("/v1/")) reply.header("www-authenticate", 'Bearer realm="keygate"');
-      return sendProblem(reply, problem(request, error.status, error.code, error.message, error.details ? { details: error.details } : {}));
-    }
+    // Every 401 of the admin API is a KeygateError thrown here (RFC 6750 §3): its challenge is
+    // set here rather than in an onSend hook, which every successful response would pay for.
+    if (error instanceof KeygateError) return sendError(reply, keygateProblem(error, request.url, request.id));
     if (error.validation) {
       const errors = error.validation.map((v) => {
         const field = fieldOf(error.validationContext ?? "body", v.instancePath, v.params as Record<string, unknown>);
@@ -130,7 +143,7 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
       return sendProblem(reply, problem(request, error.statusCode, "BAD_REQUEST", error.message));
     }
     request.log.error({ err: error, requestId: request.id }, "unhandled error");
-    return sendProblem(reply, problem(request, 500, "INTERNAL_ERROR", `Something went wrong on our side; quote request id ${request.id} when reporting it.`));
+    return sendError(reply, internalProblem(request.id));
   });
 
   app.setNotFoundHandler((request, reply) =>
@@ -204,5 +217,7 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
   checkGatewayConfig(options.keygate.config);
   if (options.keygate.config.server.gatewayPort === undefined) await registerGateway(app, options.keygate, routes);
 
+  app.addHook("preClose", (done) => { closing = true; done(); });
+  fastVerify = createFastVerify({ app, keygate: options.keygate, rootKeyHash, closing: () => closing });
   return app;
 }
