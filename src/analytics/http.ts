@@ -55,11 +55,10 @@ export function trackVerification(
     },
   });
 
-  const end = (): void => {
-    if (ended) return;
+  // A response emits 'close' once it has finished or its connection is gone, whichever is
+  // first, and only once: one listener sees both.
+  reply.raw.once("close", () => {
     ended = true;
     if (event !== null) complete();
-  };
-  reply.raw.once("finish", end);
-  reply.raw.once("close", end);
+  });
 }

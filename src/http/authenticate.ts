@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { ApiConfig } from "../config/schema.js";
 import type { Keygate } from "../keygate.js";
 import type { Verdict } from "../verify/engine.js";
+import { isPromise } from "../lib/promise.js";
 import { bearerToken } from "./bearer.js";
 
 type RouteConfig = NonNullable<ApiConfig["routes"]>[number];
@@ -113,23 +114,34 @@ export interface AuthenticateInput {
   body?: unknown;
 }
 
-/** Extracts, then verifies: the whole pipeline for one HTTP request. */
-export async function authenticateRequest(keygate: Keygate, input: AuthenticateInput): Promise<{ verdict: Verdict; credential: PresentedCredential }> {
+/** What {@link authenticateRequest} found. */
+export interface Authenticated { verdict: Verdict; credential: PresentedCredential }
+
+/**
+ * Extracts, then verifies: the whole pipeline for one HTTP request. Synchronous when the
+ * verification is (a cached API key, memory limits): callers skip the await then.
+ */
+export function authenticateRequest(keygate: Keygate, input: AuthenticateInput): Authenticated | Promise<Authenticated> {
   const credential = extractCredential(input.api, input.headers);
   const need = requiredScopes(input.route, input.body);
   if (credential.scheme === "jwt") {
-    const verdict = await keygate.tokens.verify({ api: input.api.id, token: credential.key!, ip: input.ip ?? undefined, scopes: need.scopes, anyScopes: need.anyScopes });
-    return { verdict, credential };
+    return keygate.tokens.verify({ api: input.api.id, token: credential.key!, ip: input.ip ?? undefined, scopes: need.scopes, anyScopes: need.anyScopes })
+      .then((verdict) => ({ verdict, credential }));
   }
-  const verdict = await keygate.verifyKey({
-    api: input.api.id,
-    key: credential.key,
-    identity: credential.scheme === "identity" ? credential.identity : undefined,
-    ip: input.ip ?? undefined,
-    scopes: need.scopes,
-    anyScopes: need.anyScopes,
-  });
-  return { verdict, credential };
+  let verdict: Verdict | Promise<Verdict>;
+  try {
+    verdict = keygate.verifyKeyNow({
+      api: input.api.id,
+      key: credential.key,
+      identity: credential.scheme === "identity" ? credential.identity : undefined,
+      ip: input.ip ?? undefined,
+      scopes: need.scopes,
+      anyScopes: need.anyScopes,
+    });
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return isPromise(verdict) ? verdict.then((v) => ({ verdict: v, credential })) : { verdict, credential };
 }
 
 /** Headers an authenticated request carries upstream; clients' own copies are dropped. */

@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { ApiConfig, KeygateConfig } from "../../config/schema.js";
 import type { Keygate } from "../../keygate.js";
 import { ConfigError, KeygateError } from "../../lib/errors.js";
+import { isPromise } from "../../lib/promise.js";
 import { authenticateRequest, compileRoutes, identityHeaders, matchRoute, rateLimitHeaders } from "../authenticate.js";
 import type { CompiledRoute } from "../authenticate.js";
 import { renderError, renderPlainError } from "../error-styles/index.js";
@@ -287,7 +288,8 @@ async function registerApi(app: FastifyInstance, keygate: Keygate, api: ApiConfi
         try { parsed = JSON.parse(buffered.toString("utf8")); } catch { parsed = undefined; }
       }
       trackVerification(keygate, request, reply, "gateway");
-      const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
+      const authenticated = authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
+      const { verdict } = isPromise(authenticated) ? await authenticated : authenticated;
       limits = rateLimitHeaders(api, verdict, keygate.clock.now());
       if (!verdict.valid) return send(reply, renderError(api, verdict, ctxOf(request)), limits);
       identity = identityHeaders(verdict, request.id);

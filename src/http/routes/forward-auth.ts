@@ -5,6 +5,7 @@ import { authenticateRequest, identityHeaders, matchRoute, rateLimitHeaders } fr
 import type { CompiledRoute } from "../authenticate.js";
 import { renderError, renderPlainError } from "../error-styles/index.js";
 import { trackVerification } from "../../analytics/http.js";
+import { isPromise } from "../../lib/promise.js";
 
 /** JSON safe for a header value: nginx copies it into a response body verbatim. */
 const headerJson = (body: unknown): string =>
@@ -84,7 +85,8 @@ export function registerForwardAuth(app: FastifyInstance, keygate: Keygate, rout
         try { parsed = JSON.parse(request.body.toString("utf8")); } catch { parsed = undefined; }
       }
       trackVerification(keygate, request, reply, "forward-auth", original);
-      const { verdict } = await authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
+      const authenticated = authenticateRequest(keygate, { api, headers: request.headers, ip: request.ip, route, body: parsed });
+      const { verdict } = isPromise(authenticated) ? await authenticated : authenticated;
       const rl = rateLimitHeaders(api, verdict, keygate.clock.now());
       if (verdict.valid) {
         return reply.code(200).headers({ ...identityHeaders(verdict, request.id), ...rl }).send();
