@@ -60,9 +60,10 @@ export function createFastVerify(options: FastVerifyOptions): (req: IncomingMess
 
   const reply = (res: ServerResponse, requestId: string, answer: ErrorResponse | { status: 200; body: string }): void => {
     const body = typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
-    res.setHeader("x-request-id", requestId);
-    if ("headers" in answer) for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
-    res.writeHead(answer.status, { "content-type": answer.status === 200 ? JSON_UTF8 : "application/problem+json; charset=utf-8", "content-length": Buffer.byteLength(body) });
+    // One flat list: writeHead takes it as it is, where setHeader before it costs a merge.
+    const headers = ["x-request-id", requestId, "content-type", answer.status === 200 ? JSON_UTF8 : "application/problem+json; charset=utf-8", "content-length", String(Buffer.byteLength(body))];
+    if ("headers" in answer) for (const [name, value] of Object.entries(answer.headers)) headers.push(name, value);
+    res.writeHead(answer.status, headers);
     res.end(body);
   };
 
