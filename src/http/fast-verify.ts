@@ -3,7 +3,6 @@ import { Ajv } from "ajv";
 import fastJson from "fast-json-stringify";
 import type { FastifyInstance } from "fastify";
 import type { Keygate } from "../keygate.js";
-import { matchesRootKey } from "../auth/root-key.js";
 import { KeygateError } from "../lib/errors.js";
 import { isPromise } from "../lib/promise.js";
 import type { Verdict, VerifyRequest } from "../verify/engine.js";
@@ -22,8 +21,8 @@ const noop = (): void => {};
 export interface FastVerifyOptions {
   app: FastifyInstance;
   keygate: Keygate;
-  /** SHA-256 of the root key. */
-  rootKeyHash: Buffer;
+  /** Whether a presented key is the root key (the server's `createRootKeyCheck`). */
+  isRootKey: (presented: string) => boolean;
   /** True once the server is closing: Fastify then answers 503 (`return503OnClosing`). */
   closing: () => boolean;
 }
@@ -53,7 +52,7 @@ export interface FastVerifyOptions {
  * @returns a request handler that answers true when it took the request.
  */
 export function createFastVerify(options: FastVerifyOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const { app, keygate, rootKeyHash, closing } = options;
+  const { app, keygate, isRootKey, closing } = options;
   // The options of buildServer's Fastify validator (its ajv customOptions) for the same schema.
   const validate = new Ajv({ removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false, strict: false }).compile<VerifyRequest>(VerifyBody);
   const serialize = fastJson(VerdictSchema);
@@ -92,7 +91,7 @@ export function createFastVerify(options: FastVerifyOptions): (req: IncomingMess
     const length = Number(h["content-length"]);
     if (!(length > 0 && length <= MAX_BODY)) return false;
     const token = bearerToken(h.authorization);
-    if (token === null || !matchesRootKey(token, rootKeyHash)) return false;
+    if (token === null || !isRootKey(token)) return false;
 
     const requestId = requestIdOf(h["x-request-id"]);
     const chunks: Buffer[] = [];

@@ -7,7 +7,7 @@ import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
 import type { Keygate } from "../keygate.js";
 import { KeygateError } from "../lib/errors.js";
-import { matchesRootKey } from "../auth/root-key.js";
+import { createRootKeyCheck } from "../auth/root-key.js";
 import { internalProblem, keygateProblem, problem, sendError, sendProblem } from "./problem.js";
 import { createFastVerify } from "./fast-verify.js";
 import { bearerToken } from "./bearer.js";
@@ -150,10 +150,11 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
     sendProblem(reply, problem(request, 404, "ROUTE_NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}; see /openapi.json.`)));
 
   const rootKeyHash = Buffer.from(options.rootKeyHash, "hex");
+  const isRootKey = createRootKeyCheck(rootKeyHash);
   const requireRoot = (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void => {
     const token = bearerToken(request.headers.authorization);
     if (token === null) return done(new KeygateError("UNAUTHORIZED", "Send the root key as `Authorization: Bearer <root key>`.", 401));
-    if (!matchesRootKey(token, rootKeyHash)) return done(new KeygateError("UNAUTHORIZED", "The root key is not valid.", 401));
+    if (!isRootKey(token)) return done(new KeygateError("UNAUTHORIZED", "The root key is not valid.", 401));
     done();
   };
 
@@ -218,6 +219,6 @@ export async function buildServer(options: BuildServerOptions): Promise<FastifyI
   if (options.keygate.config.server.gatewayPort === undefined) await registerGateway(app, options.keygate, routes);
 
   app.addHook("preClose", (done) => { closing = true; done(); });
-  fastVerify = createFastVerify({ app, keygate: options.keygate, rootKeyHash, closing: () => closing });
+  fastVerify = createFastVerify({ app, keygate: options.keygate, isRootKey, closing: () => closing });
   return app;
 }
