@@ -72,9 +72,17 @@ export function createMemoryLockout(options: { sweepAbove?: number } = {}): Lock
     sweepAbove = Math.max(sweepAbove, subjects.size * 2);
   };
 
+  // The state of a client without failures, shared per policy size: most checks answer it,
+  // and a verification should not allocate what it only reads. Frozen, as it is shared.
+  const clean = new Map<number, LockoutState>();
   const state = (a: Attempts | undefined, maxAttempts: number, now: number): LockoutState => {
     if (a && a.blockedUntil > now) return { blocked: true, attemptsLeft: 0, blockedUntil: a.blockedUntil };
-    return { blocked: false, attemptsLeft: Math.max(0, maxAttempts - (a?.failures ?? 0)), blockedUntil: null };
+    if (a === undefined || a.failures === 0) {
+      let s = clean.get(maxAttempts);
+      if (s === undefined) clean.set(maxAttempts, s = Object.freeze({ blocked: false, attemptsLeft: Math.max(0, maxAttempts), blockedUntil: null }));
+      return s;
+    }
+    return { blocked: false, attemptsLeft: Math.max(0, maxAttempts - a.failures), blockedUntil: null };
   };
 
   return {
