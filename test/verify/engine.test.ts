@@ -7,6 +7,7 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createKeygate } from "../../src/keygate.js";
 import { KeygateError } from "../../src/lib/errors.js";
+import { createMemoryStore } from "../../src/store/memory/index.js";
 import { VERDICT_CODES } from "../../src/verify/codes.js";
 import type { VerdictCode } from "../../src/verify/codes.js";
 import type { Verdict } from "../../src/verify/engine.js";
@@ -314,6 +315,40 @@ describe("errors that are not verdicts", () => {
     const { key } = await keygate.keys.create({ api: "pay", accountId });
     for (const ip of ["not-an-ip", "300.1.1.1", "198.51.100.0/24", "1.2.3.4 ", "::g"]) {
       await assert.rejects(keygate.verifyKey({ api: "pay", key, ip }), (e: unknown) => e instanceof KeygateError && e.code === "INVALID_IP" && e.status === 400, ip);
+    }
+  });
+});
+
+describe("ports that answer asynchronously", () => {
+  test("a limiter and a lockout that both fail: the verification rejects with the limiter's error, and neither failure goes unhandled", async () => {
+    const store = createMemoryStore();
+    const keygate = await createKeygate({
+      store,
+      config: { apis: [{ id: "pay", keyFormat: { prefix: "pk" }, rateLimit: { limit: 10, windowSeconds: 60 } }], cache: { changePollMs: 0 } },
+      limiter: { consume: () => Promise.reject(new Error("limiter down")), peek: () => Promise.reject(new Error("limiter down")) },
+      lockout: {
+        check: () => Promise.reject(new Error("lockout down")),
+        recordFailure: () => Promise.reject(new Error("lockout down")),
+        recordSuccess: () => Promise.reject(new Error("lockout down")),
+      },
+    });
+    open.push({ keygate } as TestKeygate);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason); };
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const account = await keygate.accounts.create({ name: "Acme", email: "ops@acme.test" });
+      const { key } = await keygate.keys.create({ api: "pay", accountId: account.id });
+      // The first verification reads the lockout before the store (a cache miss); the second
+      // is the hot path, where the lockout read and the rate limit travel together.
+      await assert.rejects(keygate.verifyKey({ api: "pay", key, ip: "198.51.100.1" }), /lockout down/);
+      // No client address, no lockout: the key is loaded (and cached), then the limiter fails.
+      await assert.rejects(keygate.verifyKey({ api: "pay", key }), /limiter down/);
+      await assert.rejects(keygate.verifyKey({ api: "pay", key, ip: "198.51.100.1" }), /limiter down/);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
     }
   });
 });
