@@ -209,10 +209,22 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     }
     return value;
   };
+  // Keys with the same scopes share one set (as they share a compiled allowlist): a verification
+  // then reads one small object however many keys carry the list. Bounded like those.
+  const scopeSets = new Map<string, ReadonlySet<string>>();
+  const scopeSet = (scopes: readonly string[]): ReadonlySet<string> => {
+    const id = scopes.join("\u0000");
+    let set = scopeSets.get(id);
+    if (set === undefined) {
+      if (scopeSets.size >= 10_000) scopeSets.clear();
+      scopeSets.set(id, set = new Set(scopes));
+    }
+    return set;
+  };
   const compile = (record: KeyRecord): CachedKey => ({
     record: deepFreeze(record),
     allow: compileAllowlist(record.ipAllowlist),
-    scopes: new Set(record.scopes),
+    scopes: scopeSet(record.scopes),
     parsedFor: null,
     rules: undefined,
     rulesGeneration: -1,
