@@ -76,6 +76,33 @@ describe("usage pipeline", () => {
     assert.deepEqual(pipeline.stats(), { pendingCounters: 0, queuedLogs: 0, sampledOut: N - 500, recorded: N, retrying: false });
   });
 
+  test("events of one key id interleaved over minutes, APIs and codes land in their own minute, API and code", async () => {
+    // Failures without a key share the key id '' across APIs: the pipeline's memo of each
+    // key's last series must not carry one API's, minute's or code's count into another's.
+    const store = createMemoryStore();
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings(), onError: unexpected, timers: false });
+    const want = new Map<string, number>();
+    for (let i = 0; i < 600; i++) {
+      const api = i % 3 === 0 ? "mail" : "pay";
+      const minute = Math.floor(i / 7) % 4;
+      const code = i % 5 === 0 ? "NOT_FOUND" : "MISSING_CREDENTIALS";
+      pipeline.record(event(i, { at: T0 + minute * MIN + (i % 50), api, keyId: null, accountId: null, code, status: 401 }));
+      const k = `${api}|${minute}|${code}`;
+      want.set(k, (want.get(k) ?? 0) + 1);
+    }
+    await pipeline.flush();
+    const queries = createAnalyticsQueries({ store, clock: createManualClock(T0), limiter: createMemoryRateLimiter(), apis: new Map() });
+    const result = await queries.query({ interval: "minute", groupBy: "api", from: T0, to: T0 + 10 * MIN });
+    const got = new Map<string, number>();
+    for (const g of result.data) {
+      for (const point of g.series) {
+        const minute = (Date.parse(point.start) - T0) / MIN;
+        for (const [code, n] of Object.entries(point.errorsByCode)) got.set(`${g.group}|${minute}|${code}`, n);
+      }
+    }
+    assert.deepEqual(new Map([...got].sort()), new Map([...want].sort()));
+  });
+
   test("rawLogSampling keeps a fraction of raw logs; counts stay exact", async () => {
     const store = createMemoryStore();
     const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings({ rawLogSampling: 0 }), onError: unexpected, timers: false });
