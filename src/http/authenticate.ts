@@ -91,8 +91,21 @@ export function extractCredential(api: ApiConfig, headers: IncomingHttpHeaders):
 }
 
 /** The scopes a request needs under its route: all of `scopes`, and one of `anyScopes`. */
+const NO_SCOPES: { scopes: string[] } = Object.freeze({ scopes: Object.freeze([]) as unknown as string[] });
+/** A route's needs when its body does not choose them: the same object every time. */
+const fixedNeeds = new WeakMap<CompiledRoute, { scopes: string[]; anyScopes?: string[] }>();
+
 export function requiredScopes(route: CompiledRoute | null, body: unknown): { scopes: string[]; anyScopes?: string[] } {
-  if (!route) return { scopes: [] };
+  if (!route) return NO_SCOPES;
+  if (!route.config.scopeFromBody) {
+    let need = fixedNeeds.get(route);
+    if (need === undefined) {
+      const { scopes, anyScopes } = route.config;
+      need = Object.freeze(anyScopes ? { scopes: Object.freeze([...scopes]) as string[], anyScopes: Object.freeze([...anyScopes]) as string[] } : { scopes: Object.freeze([...scopes]) as string[] });
+      fixedNeeds.set(route, need);
+    }
+    return need;
+  }
   const { scopes, anyScopes, scopeFromBody } = route.config;
   const out: { scopes: string[]; anyScopes?: string[] } = { scopes: [...scopes] };
   if (anyScopes) out.anyScopes = anyScopes;
@@ -167,12 +180,23 @@ export const encodeScope = (scope: string): string => scope.replace(/[^A-Za-z0-9
  * identityHeaders(verdict, "req_1");
  * // { "x-keygate-request-id": "req_1", "x-keygate-key-id": "key_…", "x-keygate-scopes": "orders:read orders:write", … }
  */
+// A verdict's scopes are its cached key's (frozen) list: encoded once per list, not per request.
+const encodedScopes = new WeakMap<readonly string[], string>();
+const scopesHeader = (scopes: readonly string[]): string => {
+  let value = encodedScopes.get(scopes);
+  if (value === undefined) {
+    value = scopes.map(encodeScope).join(" ");
+    if (Object.isFrozen(scopes)) encodedScopes.set(scopes, value);
+  }
+  return value;
+};
+
 export function identityHeaders(verdict: Verdict, requestId: string): Record<string, string> {
   const h: Record<string, string> = { "x-keygate-request-id": requestId };
   if (verdict.keyId) h["x-keygate-key-id"] = verdict.keyId;
   if (verdict.accountId) h["x-keygate-account-id"] = verdict.accountId;
   if (verdict.applicationId) h["x-keygate-application-id"] = verdict.applicationId;
-  if (verdict.scopes) h["x-keygate-scopes"] = verdict.scopes.map(encodeScope).join(" ");
+  if (verdict.scopes) h["x-keygate-scopes"] = scopesHeader(verdict.scopes);
   if (verdict.environment) h["x-keygate-environment"] = verdict.environment;
   return h;
 }
