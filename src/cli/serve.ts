@@ -46,12 +46,15 @@ const DRAIN_POLL_MS = 50;
  * holding the process — and the unflushed usage — for no request. So idle connections are
  * closed again as the in-flight responses finish.
  */
-async function drain(servers: FastifyInstance[], timeoutMs: number): Promise<boolean> {
+async function drain(servers: FastifyInstance[], timeoutMs: number, cutNow: Promise<void>): Promise<boolean> {
   const sweep = setInterval(() => { for (const s of servers) s.server.closeIdleConnections(); }, DRAIN_POLL_MS);
   let deadline: NodeJS.Timeout | undefined;
   try {
     const closed = Promise.all(servers.map((s) => s.close())).then(() => true);
-    const late = new Promise<false>((resolve) => { deadline = setTimeout(() => resolve(false), timeoutMs); });
+    const late = new Promise<false>((resolve) => {
+      deadline = setTimeout(() => resolve(false), timeoutMs);
+      void cutNow.then(() => resolve(false));
+    });
     const drained = await Promise.race([closed, late]);
     if (!drained) {
       for (const s of servers) s.server.closeAllConnections();
@@ -83,16 +86,29 @@ export async function serve(options: ServeOptions): Promise<void> {
   });
   // Gateway traffic on its own port when server.gatewayPort is set (as Kong splits proxy and admin).
   const gateway = config.server.gatewayPort !== undefined ? await buildGatewayServer({ keygate, logger }) : null;
-  let closing = false;
+  // The first signal drains; a second cuts the requests still open and flushes at once; a
+  // third exits without flushing, for when even the flush hangs (an unreachable store).
+  let signals = 0;
+  let cut: () => void = () => {};
+  const cutNow = new Promise<void>((resolve) => { cut = resolve; });
+  const onSignal = (signal: string): void => {
+    signals++;
+    if (signals === 1) { void shutdown(signal); return; }
+    if (signals === 2) {
+      logger.warn({ signal }, "second signal: cutting the requests still open and flushing usage now");
+      cut();
+      return;
+    }
+    logger.error({ signal }, "third signal: exiting without flushing usage");
+    process.exit(1);
+  };
   const shutdown = async (signal: string): Promise<void> => {
-    if (closing) return;
-    closing = true;
     const timeoutMs = config.server.shutdownTimeoutMs;
     logger.info({ signal, timeoutMs }, "shutting down: draining requests and flushing usage");
     try {
       const servers = [app, ...(gateway ? [gateway] : [])];
-      const drained = await drain(servers, timeoutMs);
-      if (!drained) logger.warn({ timeoutMs }, "requests still open after server.shutdownTimeoutMs were cut off");
+      const drained = await drain(servers, timeoutMs, cutNow);
+      if (!drained) logger.warn({ timeoutMs }, signals > 1 ? "requests still open were cut off by a second signal" : "requests still open after server.shutdownTimeoutMs were cut off");
       await keygate.close();
       logger.info("stopped");
       process.exit(0);
@@ -101,8 +117,8 @@ export async function serve(options: ServeOptions): Promise<void> {
       process.exit(1);
     }
   };
-  process.once("SIGINT", () => void shutdown("SIGINT"));
-  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
 
   if (gateway) {
     await gateway.listen({ port: config.server.gatewayPort, host });

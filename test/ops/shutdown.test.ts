@@ -128,6 +128,46 @@ describe("keygate serve shuts down gracefully", () => {
     });
   }
 
+  test("a second signal cuts the requests still open at once and still flushes usage", async () => {
+    const config = join(dir, "second-signal.yaml");
+    const data = join(dir, "data-second-signal");
+    writeFileSync(config, ["server: { host: 127.0.0.1, shutdownTimeoutMs: 60000 }", ...SLOW_FLUSH, ...shopApi()].join("\n"));
+    const kg = await startServe({ config, dataDir: data, env: { KEYGATE_ROOT_KEY: ROOT_KEY } });
+    try {
+      const account = await admin(kg.url, ROOT_KEY, "POST", "/v1/accounts", { name: "Acme", email: "ops@acme.test" });
+      const key = await admin(kg.url, ROOT_KEY, "POST", "/v1/keys", { api: "shop", accountId: account.body.id });
+      const auth = { authorization: `Bearer ${key.body.key as string}` };
+      const ok = await fetch(`${kg.url}/shop/fast`, { headers: auth, signal: AbortSignal.timeout(5000) });
+      assert.equal(ok.status, 200);
+      await ok.arrayBuffer();
+
+      const arrived = new Promise<void>((r) => { slowArrived = r; });
+      const hanging = fetch(`${kg.url}/shop/hang`, { headers: auth, signal: AbortSignal.timeout(20_000) }).then((r) => r.status, (e: Error) => e);
+      await arrived;
+      kg.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(kg.child.exitCode, null, "the first signal drains: the hanging request holds the process");
+      const secondAt = performance.now();
+      kg.child.kill("SIGTERM");
+      assert.equal(await kg.exited, 0, kg.logs.join("\n"));
+      const took = performance.now() - secondAt;
+      assert.ok(took < 5000, `exited ${took.toFixed(0)} ms after the second signal (shutdownTimeoutMs is 60 s)`);
+      assert.ok((await hanging) instanceof Error, "the hanging request was cut off, not answered");
+      assert.ok(kg.logs.some((l) => l.includes("second signal: cutting the requests still open and flushing usage now")));
+      assert.ok(kg.logs.some((l) => l.includes('"msg":"stopped"')));
+
+      const db = new Database(join(data, "keygate.db"), { readonly: true });
+      try {
+        const row = db.prepare("SELECT usage_count AS n FROM keys WHERE id = ?").get(key.body.id) as { n: number };
+        assert.equal(Number(row.n), 2, "both verifications were flushed");
+      } finally {
+        db.close();
+      }
+    } finally {
+      await kg.stop();
+    }
+  });
+
   test("a request still open after server.shutdownTimeoutMs is cut off, and usage is flushed all the same", async () => {
     const config = join(dir, "deadline.yaml");
     const data = join(dir, "data-deadline");
