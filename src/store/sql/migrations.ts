@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { Kysely, Migration, MigrationProvider } from "kysely";
 
 /**
@@ -161,6 +162,17 @@ function migrations(dialect: SqlDialectName): Record<string, Migration> {
         .execute();
       await db.schema.createIndex("portal_sessions_user_idx").on("portal_sessions").column("user_id").execute();
       await db.schema.createIndex("portal_sessions_expires_idx").on("portal_sessions").column("expires_at").execute();
+    },
+  },
+  "0008_binary_id_order": {
+    // Ids start with their creation time in base62, and lists page by id: PostgreSQL must
+    // order them by bytes, as SQLite does, not by the database's locale (en_US would put
+    // "key_a" before "key_B", out of creation order). SQLite compares bytes already.
+    async up(db: Kysely<any>) {
+      if (dialect !== "postgres") return;
+      for (const table of ["accounts", "keys", "applications", "request_logs", "portal_users"]) {
+        await sql`ALTER TABLE ${sql.table(table)} ALTER COLUMN "id" TYPE varchar(64) COLLATE "C"`.execute(db);
+      }
     },
   },
   };
