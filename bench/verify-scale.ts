@@ -1,10 +1,11 @@
 /**
  * Does verifying a cached key cost the same with 1,000,000 keys in the store as with 1,000?
  *
- * Each kind of store in turn — memory, then SQLite (the production default) — with two child
- * processes, one per store size, each with its own heap (so the large store's GC work is
- * charged to the large case only) and alive together, so that their timed rounds can
- * alternate, flipping order each round. Both are started with the same flags and config. Each
+ * Each kind of store in turn — memory, then SQLite (the production default) — with three child
+ * processes, one per store size (1,000, 10,000 and 1,000,000 keys), each with its own heap (so
+ * the large store's GC work is charged to the large case only) and alive together, so that
+ * their timed rounds can alternate, flipping order each round. All are started with the same
+ * flags and config. Each
  * holds a keygate over its store and memory limits: a few real keys (secrets known, the IP in
  * their allowlist, scope `read`) spread evenly among filler keys. Every key is a copy of one
  * made through the public API, with its own id and hash. The memory store gets them through
@@ -31,8 +32,11 @@
  * - small store, all its 1,000 keys in turn        — the baseline
  * - large store, 1,000 of its keys in turn         — the same working set, so only the store's
  *                                                    size differs; target ratio ≥ 0.9
- * - large store, 10,000 of its keys in turn        — the store's size and ten times the keys
- *                                                    in use; target ratio ≥ 0.9
+ * - large store, 10,000 of its keys in turn        — against a 10,000-key store, all its keys
+ *                                                    in turn: the same larger working set, only
+ *                                                    the store's size differs; target ratio ≥ 0.9.
+ *                                                    Against the 1,000-key baseline too, for
+ *                                                    information: ten times the keys in use.
  * - large store, 200,000 of its keys in turn       — more than cache.maxKeys: round-robin over
  *                                                    an LRU too small for it misses every time,
  *                                                    so each verification reads the store. No
@@ -67,6 +71,8 @@ const BENCH = "verify-scale";
 const SMALL = 1_000;
 const LARGE = Number(process.env.BENCH_SCALE_LARGE ?? 1_000_000);
 const HOT = 10_000;
+/** The baseline store for the 10,000-key working set: as many keys as that set, all of them used. */
+const MID = HOT;
 /** Keys verified in turn for the uncached case: twice the default cache.maxKeys. */
 const COLD = process.env.BENCH_SCALE_COLD === "0" || LARGE < HOT + 200_000 ? 0 : 200_000;
 const BATCH = 64;
@@ -151,7 +157,7 @@ async function child(size: number, kind: StoreKind): Promise<void> {
   }
 
   // Real keys (secrets known) spread evenly among the fillers.
-  const realCount = size === SMALL ? size : Math.min(size, HOT + COLD);
+  const realCount = size === SMALL || size === MID ? size : Math.min(size, HOT + COLD);
   const every = Math.max(1, Math.floor(size / realCount));
   const real: string[] = [created.key];
   const CHUNK = 10_000;
@@ -180,7 +186,7 @@ async function child(size: number, kind: StoreKind): Promise<void> {
   shuffle(real);
 
   const sequences = new Map<CaseName, string[]>();
-  if (size === SMALL) sequences.set("all", real);
+  if (size === SMALL || size === MID) sequences.set("all", real);
   else {
     sequences.set("hot", real.slice(0, HOT));
     sequences.set("hot1k", real.slice(0, SMALL));
@@ -299,15 +305,16 @@ const n = (x: number): string => x.toLocaleString("en");
 /** Both sizes of one kind of store, their rows. */
 async function compare(kind: StoreKind, dir: string): Promise<Row[]> {
   // Set up side by side: the small store is ready long before the large one.
-  const [small, large] = await Promise.all([startWorker(SMALL, kind, dir), startWorker(LARGE, kind, dir)]);
+  const [small, mid, large] = await Promise.all([startWorker(SMALL, kind, dir), startWorker(MID, kind, dir), startWorker(LARGE, kind, dir)]);
   try {
-    for (const w of [small, large]) {
+    for (const w of [small, mid, large]) {
       console.log(`${w.ready.keys.toLocaleString("en")}-key ${kind} store: set up in ${(w.ready.setupMs / 1000).toFixed(1)} s, heap ${w.ready.heapMB.toFixed(0)} MB`);
     }
     type Case = { label: string; worker: Worker; name: CaseName };
     const all: Case = { label: `${n(SMALL)}-key ${kind} store, all ${n(SMALL)} keys in turn`, worker: small, name: "all" };
     const same: Case = { label: `${n(LARGE)}-key ${kind} store, ${n(SMALL)} of its keys in turn`, worker: large, name: "hot1k" };
     const hot: Case = { label: `${n(LARGE)}-key ${kind} store, ${n(HOT)} of its keys in turn`, worker: large, name: "hot" };
+    const allMid: Case = { label: `${n(MID)}-key ${kind} store, all ${n(MID)} keys in turn`, worker: mid, name: "all" };
     const cold: Case = { label: `${n(LARGE)}-key ${kind} store, ${n(COLD)} of its keys in turn (beyond cache.maxKeys)`, worker: large, name: "cold" };
 
     let largeHeap = large.ready.heapMB;
@@ -336,8 +343,7 @@ async function compare(kind: StoreKind, dir: string): Promise<Row[]> {
         return f;
       });
     };
-    const baselineName = `${n(SMALL)}-key ${kind} store`;
-    const rowsFor = (c: Case, x: Figures, base: Figures, target: boolean, prefix: string): Row[] => {
+    const rowsFor = (c: Case, x: Figures, base: Figures, target: boolean, prefix: string, baselineName = `${n(SMALL)}-key ${kind} store`): Row[] => {
       const details = { cpuRounds: x.cpuRounds, wallRounds: x.wallRounds, baselineCpuRounds: base.cpuRounds, baselineWallRounds: base.wallRounds, gcShare: x.gc, baselineGcShare: base.gc };
       const cpu = target
         ? ratioRow(BENCH, `${prefix}, ${c.label}`, x.cpu, "verifies/CPU-s", { name: baselineName, value: base.cpu }, { atLeast: 0.9 }, details)
@@ -349,9 +355,16 @@ async function compare(kind: StoreKind, dir: string): Promise<Row[]> {
     // Separate groups, each against fresh rounds of the baseline: the 1,000 keys first, before
     // any other key of the large store is cached or counted; then the 10,000; the uncached
     // case last, as it fills the large process's LRU (and heap) with 100,000 entries.
+    // The 10,000 keys against a store of those 10,000 keys (the same working set: only the
+    // store's size differs, as in the first group), and, for information, against the 1,000-key
+    // baseline (ten times the working set: CPU caches, not the store).
     const [a1, b] = await interleave([all, same]);
-    const [a2, c] = await interleave([all, hot]);
-    const rows: Row[] = [...rowsFor(same, b!, a1!, true, "cached verify"), ...rowsFor(hot, c!, a2!, true, "cached verify")];
+    const [a2, m2, c] = await interleave([all, allMid, hot]);
+    const rows: Row[] = [
+      ...rowsFor(same, b!, a1!, true, "cached verify"),
+      ...rowsFor(hot, c!, m2!, true, "cached verify", `${n(MID)}-key ${kind} store`),
+      ...rowsFor(hot, c!, a2!, false, "working set ×10", `${n(SMALL)}-key ${kind} store, ${n(SMALL)} keys in turn`),
+    ];
     if (COLD > 0) {
       const [a3, d] = await interleave([all, cold]);
       rows.push(...rowsFor(cold, d!, a3!, false, "uncached verify"));
@@ -360,7 +373,7 @@ async function compare(kind: StoreKind, dir: string): Promise<Row[]> {
     rows.push(valueRow(BENCH, `heap of the ${n(SMALL)}-key ${kind} process at start`, small.ready.heapMB, "MB"));
     return rows;
   } finally {
-    await stop([small.proc, large.proc]);
+    await stop([small.proc, mid.proc, large.proc]);
   }
 }
 
