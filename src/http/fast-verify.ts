@@ -119,8 +119,15 @@ export function createFastVerify(options: FastVerifyOptions): (req: IncomingMess
       } catch (e) {
         return failed(e);
       }
-      if (isPromise(verdict)) verdict.then((v) => reply(res, requestId, { status: 200, body: serialize(v) }), failed);
-      else reply(res, requestId, { status: 200, body: serialize(verdict) });
+      // Serialising cannot fail for a verdict the engine made; should it, the client gets the
+      // error handler's 500 rather than the process an uncaught exception.
+      const answer = (v: Verdict): void => {
+        let body: string;
+        try { body = serialize(v); } catch (e) { return failed(e); }
+        reply(res, requestId, { status: 200, body });
+      };
+      if (isPromise(verdict)) verdict.then(answer, failed);
+      else answer(verdict);
     });
     return true;
   };

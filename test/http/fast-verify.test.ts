@@ -171,3 +171,26 @@ describe("POST /v1/keys/verify answered ahead of Fastify", () => {
     }
   });
 });
+
+describe("the fast verify handler on its own", () => {
+  test("a verdict that cannot be serialised is a 500 problem document, not an uncaught exception", async () => {
+    const { createServer } = await import("node:http");
+    const { createFastVerify } = await import("../../src/http/fast-verify.js");
+    const stub = { verifyKeyNow: () => ({ code: "VALID" }) } as unknown as Keygate; // no `valid`, no `api`
+    const handle = createFastVerify({ app, keygate: stub, isRootKey: (t) => t === ROOT, closing: () => false });
+    const server = createServer((req, res) => { if (!handle(req, res)) { res.writeHead(599); res.end(); } });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const body = JSON.stringify({ api: "pay", key: "pk_live_x" });
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${PATH}`, {
+        method: "POST", headers: { ...auth, "x-request-id": "broken-1" }, body,
+      });
+      assert.equal(res.status, 500);
+      const problem = await res.json() as { code: string; requestId: string };
+      assert.equal(problem.code, "INTERNAL_ERROR");
+      assert.equal(problem.requestId, "broken-1");
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
