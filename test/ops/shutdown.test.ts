@@ -57,6 +57,32 @@ const accepts = (url: string): Promise<boolean> => new Promise((resolve) => {
   socket.once("timeout", () => { socket.destroy(); resolve(false); });
 });
 
+/**
+ * `keygate serve` in gateway mode with `shutdownTimeoutMs`, after one answered request and with
+ * a second one hanging at the upstream (never answered), both with the same key.
+ */
+async function serveWithHangingRequest(name: string, shutdownTimeoutMs: number) {
+  const config = join(dir, `${name}.yaml`);
+  const data = join(dir, `data-${name}`);
+  writeFileSync(config, [`server: { host: 127.0.0.1, shutdownTimeoutMs: ${shutdownTimeoutMs} }`, ...SLOW_FLUSH, ...shopApi()].join("\n"));
+  const kg = await startServe({ config, dataDir: data, env: { KEYGATE_ROOT_KEY: ROOT_KEY } });
+  try {
+    const account = await admin(kg.url, ROOT_KEY, "POST", "/v1/accounts", { name: "Acme", email: "ops@acme.test" });
+    const key = await admin(kg.url, ROOT_KEY, "POST", "/v1/keys", { api: "shop", accountId: account.body.id });
+    const auth = { authorization: `Bearer ${key.body.key as string}` };
+    const ok = await fetch(`${kg.url}/shop/fast`, { headers: auth, signal: AbortSignal.timeout(5000) });
+    assert.equal(ok.status, 200);
+    await ok.arrayBuffer();
+    const arrived = new Promise<void>((r) => { slowArrived = r; });
+    const hanging = fetch(`${kg.url}/shop/hang`, { headers: auth, signal: AbortSignal.timeout(20_000) }).then((r) => r.status, (e: Error) => e);
+    await arrived;
+    return { kg, key, data, hanging };
+  } catch (e) {
+    await kg.stop();
+    throw e;
+  }
+}
+
 describe("keygate serve shuts down gracefully", () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`${signal}: the in-flight gateway request completes, new connections are refused, and usage and analytics reach the store`, async () => {
@@ -129,21 +155,8 @@ describe("keygate serve shuts down gracefully", () => {
   }
 
   test("a second signal cuts the requests still open at once and still flushes usage", async () => {
-    const config = join(dir, "second-signal.yaml");
-    const data = join(dir, "data-second-signal");
-    writeFileSync(config, ["server: { host: 127.0.0.1, shutdownTimeoutMs: 60000 }", ...SLOW_FLUSH, ...shopApi()].join("\n"));
-    const kg = await startServe({ config, dataDir: data, env: { KEYGATE_ROOT_KEY: ROOT_KEY } });
+    const { kg, key, data, hanging } = await serveWithHangingRequest("second-signal", 60_000);
     try {
-      const account = await admin(kg.url, ROOT_KEY, "POST", "/v1/accounts", { name: "Acme", email: "ops@acme.test" });
-      const key = await admin(kg.url, ROOT_KEY, "POST", "/v1/keys", { api: "shop", accountId: account.body.id });
-      const auth = { authorization: `Bearer ${key.body.key as string}` };
-      const ok = await fetch(`${kg.url}/shop/fast`, { headers: auth, signal: AbortSignal.timeout(5000) });
-      assert.equal(ok.status, 200);
-      await ok.arrayBuffer();
-
-      const arrived = new Promise<void>((r) => { slowArrived = r; });
-      const hanging = fetch(`${kg.url}/shop/hang`, { headers: auth, signal: AbortSignal.timeout(20_000) }).then((r) => r.status, (e: Error) => e);
-      await arrived;
       kg.child.kill("SIGTERM");
       await new Promise((r) => setTimeout(r, 400));
       assert.equal(kg.child.exitCode, null, "the first signal drains: the hanging request holds the process");
@@ -169,21 +182,8 @@ describe("keygate serve shuts down gracefully", () => {
   });
 
   test("a request still open after server.shutdownTimeoutMs is cut off, and usage is flushed all the same", async () => {
-    const config = join(dir, "deadline.yaml");
-    const data = join(dir, "data-deadline");
-    writeFileSync(config, ["server: { host: 127.0.0.1, shutdownTimeoutMs: 500 }", ...SLOW_FLUSH, ...shopApi()].join("\n"));
-    const kg = await startServe({ config, dataDir: data, env: { KEYGATE_ROOT_KEY: ROOT_KEY } });
+    const { kg, key, data, hanging } = await serveWithHangingRequest("deadline", 500);
     try {
-      const account = await admin(kg.url, ROOT_KEY, "POST", "/v1/accounts", { name: "Acme", email: "ops@acme.test" });
-      const key = await admin(kg.url, ROOT_KEY, "POST", "/v1/keys", { api: "shop", accountId: account.body.id });
-      const auth = { authorization: `Bearer ${key.body.key as string}` };
-      const ok = await fetch(`${kg.url}/shop/fast`, { headers: auth, signal: AbortSignal.timeout(5000) });
-      assert.equal(ok.status, 200);
-      await ok.arrayBuffer();
-
-      const arrived = new Promise<void>((r) => { slowArrived = r; });
-      const hanging = fetch(`${kg.url}/shop/hang`, { headers: auth, signal: AbortSignal.timeout(20_000) }).then((r) => r.status, (e: Error) => e);
-      await arrived;
       const signalledAt = performance.now();
       kg.child.kill("SIGTERM");
       assert.equal(await kg.exited, 0, kg.logs.join("\n"));
