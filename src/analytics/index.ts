@@ -5,7 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { KeygateError } from "../lib/errors.js";
-import { isPromise } from "../lib/promise.js";
+import { isPromise, promised } from "../lib/promise.js";
 import type { Clock } from "../lib/clock.js";
 import type { RateLimiter } from "../limits/types.js";
 import type { Store, UsageDelta, UsageFilter } from "../store/types.js";
@@ -166,14 +166,7 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
     ...queries,
     settings,
     record,
-    observe(api, ip, context, run) {
-      try {
-        const outcome = observeNow(api, ip, context, run);
-        return isPromise(outcome) ? outcome : Promise.resolve(outcome);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    },
+    observe: (api, ip, context, run) => promised(() => observeNow(api, ip, context, run)),
     observeNow,
     expect(request) {
       expected = request;

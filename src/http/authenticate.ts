@@ -90,11 +90,11 @@ export function extractCredential(api: ApiConfig, headers: IncomingHttpHeaders):
   return { key: null, scheme: null };
 }
 
-/** The scopes a request needs under its route: all of `scopes`, and one of `anyScopes`. */
 const NO_SCOPES: { scopes: string[] } = Object.freeze({ scopes: Object.freeze([]) as unknown as string[] });
 /** A route's needs when its body does not choose them: the same object every time. */
 const fixedNeeds = new WeakMap<CompiledRoute, { scopes: string[]; anyScopes?: string[] }>();
 
+/** The scopes a request needs under its route: all of `scopes`, and one of `anyScopes`. */
 export function requiredScopes(route: CompiledRoute | null, body: unknown): { scopes: string[]; anyScopes?: string[] } {
   if (!route) return NO_SCOPES;
   if (!route.config.scopeFromBody) {
@@ -171,15 +171,6 @@ const pctEncode = (c: string): string => [...Buffer.from(c, "utf8")].map((b) => 
  */
 export const encodeScope = (scope: string): string => scope.replace(/[^A-Za-z0-9\-._~:/*!$&'()+,;=@]/gu, pctEncode);
 
-/**
- * The identity headers of a valid verdict, for the upstream (gateway) or for the proxy to copy
- * (forward-auth): key, account, application (when the key has one), scopes (space-separated,
- * see {@link encodeScope}), environment, and the request id.
- *
- * @example
- * identityHeaders(verdict, "req_1");
- * // { "x-keygate-request-id": "req_1", "x-keygate-key-id": "key_…", "x-keygate-scopes": "orders:read orders:write", … }
- */
 // A verdict's scopes are its cached key's (frozen) list: encoded once per list, not per request.
 const encodedScopes = new WeakMap<readonly string[], string>();
 const scopesHeader = (scopes: readonly string[]): string => {
@@ -191,6 +182,15 @@ const scopesHeader = (scopes: readonly string[]): string => {
   return value;
 };
 
+/**
+ * The identity headers of a valid verdict, for the upstream (gateway) or for the proxy to copy
+ * (forward-auth): key, account, application (when the key has one), scopes (space-separated,
+ * see {@link encodeScope}), environment, and the request id.
+ *
+ * @example
+ * identityHeaders(verdict, "req_1");
+ * // { "x-keygate-request-id": "req_1", "x-keygate-key-id": "key_…", "x-keygate-scopes": "orders:read orders:write", … }
+ */
 export function identityHeaders(verdict: Verdict, requestId: string): Record<string, string> {
   const h: Record<string, string> = { "x-keygate-request-id": requestId };
   if (verdict.keyId) h["x-keygate-key-id"] = verdict.keyId;

@@ -1,5 +1,6 @@
 import ipaddr from "ipaddr.js";
 import type { IPv4, IPv6 } from "ipaddr.js";
+import { HotCache } from "./hot-cache.js";
 
 type Address = IPv4 | IPv6;
 
@@ -43,8 +44,7 @@ export function normalizeCidr(entry: string): string | null {
 export type IpMatcher = (address: Address) => boolean;
 
 /** Compiled allowlists by their entries: keys and accounts with the same list share one matcher. */
-const compiled = new Map<string, IpMatcher>();
-const COMPILED_MAX = 10_000;
+const compiled = new HotCache<string, IpMatcher>(10_000);
 
 /** An IPv4 address as an unsigned 32-bit number. */
 const v4Number = (address: IPv4): number => {
@@ -66,11 +66,7 @@ export function compileAllowlist(entries: readonly string[]): IpMatcher | null {
   if (entries.length === 0) return null;
   const id = entries.join(",");
   let matcher = compiled.get(id);
-  if (matcher === undefined) {
-    matcher = buildMatcher(entries);
-    if (compiled.size >= COMPILED_MAX) compiled.clear();
-    compiled.set(id, matcher);
-  }
+  if (matcher === undefined) compiled.set(id, matcher = buildMatcher(entries));
   return matcher;
 }
 

@@ -3,7 +3,7 @@ import { LRUCache } from "lru-cache";
 import type { ApiConfig, RateLimitConfig } from "../config/schema.js";
 import { KeygateError } from "../lib/errors.js";
 import { HotCache } from "../lib/hot-cache.js";
-import { isPromise } from "../lib/promise.js";
+import { isPromise, promised } from "../lib/promise.js";
 import { compileAllowlist, parseIp } from "../lib/ip.js";
 import type { IpAddress, IpMatcher } from "../lib/ip.js";
 import type { Clock } from "../lib/clock.js";
@@ -179,7 +179,6 @@ interface ClientAddress {
 /** How many parsed client addresses are kept; the map is emptied when it is full. */
 const ADDRESS_CACHE_SIZE = 10_000;
 
-
 export function createVerifier(ports: VerifierPorts): Verifier {
   const { apis, store, limiter, lockout, clock, hasher, usage } = ports;
   const positive = ports.cache.maxKeys > 0 ? new HotCache<string, CachedKey>(ports.cache.maxKeys) : null;
@@ -211,14 +210,11 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   };
   // Keys with the same scopes share one set (as they share a compiled allowlist): a verification
   // then reads one small object however many keys carry the list. Bounded like those.
-  const scopeSets = new Map<string, ReadonlySet<string>>();
+  const scopeSets = new HotCache<string, ReadonlySet<string>>(10_000);
   const scopeSet = (scopes: readonly string[]): ReadonlySet<string> => {
     const id = scopes.join("\u0000");
     let set = scopeSets.get(id);
-    if (set === undefined) {
-      if (scopeSets.size >= 10_000) scopeSets.clear();
-      scopeSets.set(id, set = new Set(scopes));
-    }
+    if (set === undefined) scopeSets.set(id, set = new Set(scopes));
     return set;
   };
   const compile = (record: KeyRecord): CachedKey => ({
@@ -407,14 +403,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
       return verdict;
     },
     check,
-    verify(request) {
-      try {
-        const verdict = check(request);
-        return isPromise(verdict) ? verdict : Promise.resolve(verdict);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    },
+    verify: (request) => promised(() => check(request)),
   };
 
   /**
