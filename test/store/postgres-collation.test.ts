@@ -9,16 +9,10 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { createPostgresStore } from "../../src/store/postgres/index.js";
 import type { Account, KeyRecord, Store } from "../../src/store/types.js";
-import { PG_SKIP, PG_URL, randomSuffix } from "../support/scale-out.js";
+import { createTestDatabase, PG_SKIP } from "../support/scale-out.js";
+import type { TestDatabase } from "../support/scale-out.js";
 
 const T = Date.parse("2031-05-06T07:08:09.123Z");
-const name = `kg_test_icu_${randomSuffix()}`;
-const admin = async (query: string): Promise<void> => {
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  try { await client.query(query); } finally { await client.end(); }
-};
-
 let serial = 0;
 const account = (id: string): Account => ({ id, name: id, email: `owner-${++serial}@example.test`, metadata: {}, ipAllowlists: {}, createdAt: T, updatedAt: T });
 const key = (id: string, accountId: string): KeyRecord => ({
@@ -32,22 +26,21 @@ const IDS = ["0Aa", "0Ab", "0B", "0a", "0b", "1", "Z", "a", "b"];
 const byteSorted = [...IDS].sort();
 
 describe("PostgreSQL on a database with a non-C locale", { skip: PG_SKIP }, () => {
+  let db: TestDatabase;
   let store: Store;
 
   before(async () => {
-    await admin(`CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`);
-    const url = new URL(PG_URL!);
-    url.pathname = `/${name}`;
-    store = createPostgresStore({ connectionString: url.toString(), maxConnections: 2 });
+    db = await createTestDatabase("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'");
+    store = createPostgresStore({ connectionString: db.url, maxConnections: 2 });
     await store.migrate();
   });
   after(async () => {
     await store?.close();
-    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await db?.drop();
   });
 
   test("the database's own order is not byte order (the premise)", async () => {
-    const client = new pg.Client({ connectionString: PG_URL!.replace(/\/[^/]*$/, `/${name}`) });
+    const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     try {
       const { rows } = await client.query<{ lt: boolean }>("SELECT 'key_a' < 'key_B' AS lt");

@@ -36,10 +36,11 @@ const withAdmin = async <T>(fn: (client: pg.Client) => Promise<T>): Promise<T> =
   }
 };
 
-export async function createTestDatabase(): Promise<TestDatabase> {
+/** `options`: the rest of the CREATE DATABASE statement, e.g. a template and a locale. */
+export async function createTestDatabase(options = ""): Promise<TestDatabase> {
   if (!PG_URL) throw new Error("KEYGATE_TEST_PG_URL is not set");
   const name = `kg_test_${randomSuffix()}`;
-  await withAdmin((c) => c.query(`CREATE DATABASE ${name}`));
+  await withAdmin((c) => c.query(`CREATE DATABASE ${name} ${options}`));
   const url = new URL(PG_URL);
   url.pathname = `/${name}`;
   let dropped = false;
