@@ -164,6 +164,8 @@ export interface Verifier {
 
 const NEGATIVE = Symbol("not-found");
 const ignore = (): void => {};
+/** Marks a lockout promise whose answer `settledLockouts` will hold once it settles. */
+const WATCHED = Symbol("watched");
 
 /** A parsed client address and the text the lockout keys it by. */
 interface ClientAddress {
@@ -304,6 +306,22 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     let subject = client.subjects.get(api.config.id);
     if (subject === undefined) client.subjects.set(api.config.id, subject = `${api.config.id}|${client.text}`);
     return subject;
+  }
+
+  /**
+   * Lockout answers by the promise that brought them, once it has settled. Concurrent checks of
+   * one client share one promise (the Redis lockout answers them with one read), and its answer
+   * arrives before the rate limit's (the batch settles the lockout read first): a verification
+   * whose rate limit has come back finds the answer here, instead of chaining one more promise
+   * per verification onto the shared one (bench/cluster-redis.ts). A promise that has not
+   * settled yet is waited for as before.
+   */
+  const settledLockouts = new WeakMap<Promise<LockoutState>, LockoutState | typeof WATCHED>();
+  function watchLockout(checking: Promise<LockoutState>): void {
+    if (settledLockouts.has(checking)) return;
+    settledLockouts.set(checking, WATCHED);
+    // A rejection reaches the verification through its own wait on the promise.
+    checking.then((state) => { settledLockouts.set(checking, state); }, ignore);
   }
 
   /** The account's rules from the store; callers look in `accountRules` first. */
@@ -518,8 +536,13 @@ export function createVerifier(ports: VerifierPorts): Verifier {
         // Both travel in the same round trip (a Redis batch answers the lockout read first),
         // so waiting for one and then the other costs no more than Promise.all and allocates less.
         if (!isPromise(checking)) return consuming.then((rl) => limited(api, verdict, r, subject, checking, rl, limit, now, t));
+        watchLockout(checking);
         return consuming.then(
-          (rl) => checking.then((l) => limited(api, verdict, r, subject, l, rl, limit, now, t)),
+          (rl) => {
+            const l = settledLockouts.get(checking);
+            if (l !== undefined && l !== WATCHED) return limited(api, verdict, r, subject, l, rl, limit, now, t);
+            return checking.then((answer) => limited(api, verdict, r, subject, answer, rl, limit, now, t));
+          },
           // The lockout read is not waited for then; its own failure must not go unhandled.
           (error: unknown) => { checking.then(undefined, ignore); throw error; },
         );

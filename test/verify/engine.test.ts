@@ -353,6 +353,89 @@ describe("ports that answer asynchronously", () => {
   });
 });
 
+describe("ports that answer asynchronously: a lockout read shared by concurrent verifications", () => {
+  const BLOCKED_UNTIL = Date.now() + 60_000;
+  const blocked = { blocked: true, attemptsLeft: 0, blockedUntil: BLOCKED_UNTIL };
+
+  /**
+   * A keygate whose limiter and lockout answer when the test says: every lockout check of the
+   * batch gets one shared promise, as the Redis lockout gives concurrent checks of one client.
+   */
+  async function controlled() {
+    // The rate limits answer when `openLimits` is called, each time for those waiting then.
+    let openLimits: () => void = () => {};
+    let limits = Promise.resolve();
+    const closeLimits = (): void => { limits = new Promise<void>((resolve) => { openLimits = resolve; }); };
+    let answerLockout: (state: typeof blocked | Error) => void = () => {};
+    const lockoutRead = new Promise<typeof blocked>((resolve, reject) => {
+      answerLockout = (state) => { if (state instanceof Error) reject(state); else resolve(state); };
+    });
+    const keygate = await createKeygate({
+      store: createMemoryStore(),
+      config: { apis: [{ id: "pay", keyFormat: { prefix: "pk" }, rateLimit: { limit: 10, windowSeconds: 60 } }], cache: { changePollMs: 0 } },
+      limiter: {
+        consume: (_id, limit, windowMs, now) => limits.then(() => ({ allowed: true, limit, remaining: limit - 1, resetAt: now - (now % windowMs) + windowMs })),
+        peek: (_id, limit, windowMs, now) => Promise.resolve({ allowed: true, limit, remaining: limit, resetAt: now - (now % windowMs) + windowMs }),
+      },
+      lockout: {
+        check: () => lockoutRead,
+        recordFailure: () => Promise.resolve(blocked),
+        recordSuccess: () => Promise.resolve(),
+      },
+    });
+    open.push({ keygate } as TestKeygate);
+    const account = await keygate.accounts.create({ name: "Acme", email: "ops@acme.test" });
+    const { key } = await keygate.keys.create({ api: "pay", accountId: account.id });
+    // Cached without a client address (no lockout read), so the batch below takes the hot path.
+    expectCode(await keygate.verifyKey({ api: "pay", key }), "VALID");
+    closeLimits();
+    return { keygate, key, answerLockout, openLimits: () => openLimits() };
+  }
+
+  test("the lockout answers before the rate limits (the Redis order): every verification of the batch is IP_BLOCKED", async () => {
+    const { keygate, key, answerLockout, openLimits } = await controlled();
+    const batch = Array.from({ length: 5 }, () => keygate.verifyKey({ api: "pay", key, ip: "198.51.100.1" }));
+    answerLockout(blocked);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    openLimits();
+    for (const verdict of await Promise.all(batch)) {
+      expectCode(verdict, "IP_BLOCKED");
+      assert.equal(verdict.reset, Math.ceil(BLOCKED_UNTIL / 1000));
+    }
+  });
+
+  test("the lockout answers after the rate limits: every verification waits for it and is IP_BLOCKED", async () => {
+    const { keygate, key, answerLockout, openLimits } = await controlled();
+    const batch = Array.from({ length: 5 }, () => keygate.verifyKey({ api: "pay", key, ip: "198.51.100.1" }));
+    openLimits();
+    // The rate limits have answered; the lockout has not.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    answerLockout(blocked);
+    for (const verdict of await Promise.all(batch)) expectCode(verdict, "IP_BLOCKED");
+  });
+
+  test("a shared lockout read that fails fails every verification of the batch, and nothing goes unhandled", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason); };
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const { keygate, key, answerLockout, openLimits } = await controlled();
+      const batch = Array.from({ length: 3 }, () => keygate.verifyKey({ api: "pay", key, ip: "198.51.100.1" }));
+      answerLockout(new Error("lockout down"));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      openLimits();
+      for (const outcome of await Promise.allSettled(batch)) {
+        assert.equal(outcome.status, "rejected");
+        assert.match(String((outcome as PromiseRejectedResult).reason), /lockout down/);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+});
+
 describe("cache", () => {
   test("a cached key costs no store read on its second verification", async () => {
     const { keygate, calls, accountId } = await setup();

@@ -228,6 +228,25 @@ function pendingOps(batcher: Batcher): () => Map<string, Operation> {
   };
 }
 
+// The resolving functions of the promise `waitOn` makes, handed over by one executor shared
+// by every call: a closure per promise would capture the caller's list and be one more
+// allocation per verification.
+let resolveNext: Waiter<never>["resolve"] = () => {};
+let rejectNext: Waiter<never>["reject"] = () => {};
+function capture(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+  resolveNext = resolve;
+  rejectNext = reject;
+}
+
+/** A promise of the answer, its caller added to `waiters`. */
+function waitOn<T>(waiters: Waiter<T>[], policy?: LockoutPolicy, now?: number): Promise<T> {
+  const promise = new Promise<T>(capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
+  const waiter: Waiter<T> = { resolve: resolveNext, reject: rejectNext };
+  if (policy !== undefined) { waiter.policy = policy; waiter.now = now; waiter.promise = promise; }
+  waiters.push(waiter);
+  return promise;
+}
+
 /** Consumers of one key and window are admitted in the order they came: the i-th when i < take. */
 function settleConsume(op: Operation, take: number, before: number): void {
   const { limit, end: resetAt } = op;
@@ -303,13 +322,12 @@ export function createRedisRateLimiter(options: RedisLimitsOptions): RateLimiter
         pending().set(id, op);
       }
       op.n++;
-      const waiters = op.waiters;
-      return new Promise<RateLimitVerdict>((resolve, reject) => { waiters.push({ resolve, reject }); });
+      return waitOn(op.waiters as Waiter<RateLimitVerdict>[]);
     },
     peek(id, limit, windowMs, now) {
       const start = now - (now % windowMs);
       const op = batcher.queue(`${prefix}${id}:${start}`, limit, start + windowMs, settlePeek);
-      return new Promise<RateLimitVerdict>((resolve, reject) => { op.waiters.push({ resolve, reject }); });
+      return waitOn(op.waiters as Waiter<RateLimitVerdict>[]);
     },
   };
 }
@@ -337,10 +355,7 @@ export function createRedisLockout(options: RedisLimitsOptions): Lockout {
       // Checks of one client under one policy in the same millisecond share one answer.
       const last = op.waiters[op.waiters.length - 1] as Waiter<LockoutState> | undefined;
       if (last !== undefined && last.policy === policy && last.now === now) return last.promise!;
-      const waiters = op.waiters as Waiter<LockoutState>[];
-      const promise = new Promise<LockoutState>((resolve, reject) => { waiters.push({ resolve, reject, policy, now }); });
-      waiters[waiters.length - 1]!.promise = promise;
-      return promise;
+      return waitOn(op.waiters as Waiter<LockoutState>[], policy, now);
     },
     async recordFailure(subject, policy, now) {
       const [failures, blockedUntil] = await redis.keygateLockoutFail(`${prefix}${subject}`, now, policy.windowMs, policy.blockMs, policy.maxAttempts);
