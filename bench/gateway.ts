@@ -37,7 +37,7 @@ import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import replyFrom from "@fastify/reply-from";
 import type { AddressInfo } from "node:net";
-import { children, fmt, load, median, ratioRow, report, runLoad, stopChild } from "./lib.js";
+import { children, fmt, infoRow, load, median, ratioRow, report, runLoad, stopChild } from "./lib.js";
 import type { Row } from "./lib.js";
 
 const BENCH = "gateway";
@@ -192,8 +192,7 @@ async function main(): Promise<void> {
     const rps = (side: Side): number => m(side, (x) => x.reqPerSec);
     const cpu = (side: Side): number => m(side, (x) => x.serverCpuUs);
     const setup = `c=${CONNECTIONS} p=${PIPELINING}`;
-    const info = (name: string, value: number, unit: string, base: { name: string; value: number }): Row =>
-      ({ bench: BENCH, name, value, unit, baseline: base, ratio: value / base.value });
+    const info = (name: string, value: number, unit: string, base: { name: string; value: number }): Row => infoRow(BENCH, name, value, unit, base);
     const rows: Row[] = [
       ratioRow(BENCH, `GET through the gateway with a key, ${setup}`, rps("auth"), "req/s", { name: "public route", value: rps("public") }, { atLeast: 0.85 },
         { rounds: rounds.auth.map((x) => x.reqPerSec), baselineRounds: rounds.public.map((x) => x.reqPerSec) }),

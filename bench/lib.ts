@@ -178,6 +178,11 @@ export function ratioRow(bench: string, name: string, value: number, unit: strin
   return { bench, name, value, unit, baseline, ratio, target, pass: meets(ratio, target), details };
 }
 
+/** A row comparing `value` with `baseline` for information: no target. */
+export function infoRow(bench: string, name: string, value: number, unit: string, baseline: { name: string; value: number }, details?: Record<string, unknown>): Row {
+  return { bench, name, value, unit, baseline, ratio: value / baseline.value, details };
+}
+
 /** A row with an absolute figure and, optionally, a target for it. */
 export function valueRow(bench: string, name: string, value: number, unit: string, target?: Target, details?: Record<string, unknown>): Row {
   return { bench, name, value, unit, target, pass: target ? meets(value, target) : undefined, details };

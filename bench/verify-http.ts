@@ -38,7 +38,7 @@ import { fileURLToPath } from "node:url";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import type { Store } from "../src/index.js";
-import { children, fmt, load, median, ratioRow, report, runLoad, stopChild, valueRow } from "./lib.js";
+import { children, fmt, infoRow, load, median, ratioRow, report, runLoad, stopChild, valueRow } from "./lib.js";
 import type { Row } from "./lib.js";
 
 const BENCH = "verify-http";
@@ -224,8 +224,7 @@ async function main(): Promise<void> {
     const loadCpu = Math.max(...rounds.baseline.map((x) => x.loadCpu));
     if (loadCpu > 0.9) console.warn(`bench: the load generator used ${(loadCpu * 100).toFixed(0)}% of a core against the baseline: the baseline figure may be its limit, not the server's`);
 
-    const info = (name: string, value: number, unit: string, base: number): Row =>
-      ({ bench: BENCH, name, value, unit, baseline: { name: "bare route", value: base }, ratio: value / base });
+    const info = (name: string, value: number, unit: string, base: number): Row => infoRow(BENCH, name, value, unit, { name: "bare route", value: base });
     const rows: Row[] = [
       ratioRow(BENCH, `POST /v1/keys/verify, c=${CONNECTIONS} p=${PIPELINING}, ${keygate.info.store} store`, m("keygate", (x) => x.reqPerSec), "req/s",
         { name: "bare Fastify route", value: m("baseline", (x) => x.reqPerSec) }, { atLeast: 0.85 },
