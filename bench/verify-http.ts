@@ -24,9 +24,13 @@
  *
  * Target: keygate ≥ 0.85 × the bare route's requests per second.
  *
+ * With KEYGATE_TEST_REDIS_URL set, a third server runs too: keygate with Redis rate limits and
+ * lockout (the cluster setup of issue 6) in place of memory ones, in the same rounds, for
+ * information: what shared, exact limits cost a node that answers verifications over HTTP.
+ *
  *   node --import tsx bench/verify-http.ts
  *   BENCH_SECONDS (3 per run), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_PIPELINING (1),
- *   BENCH_STORE (memory | sqlite)
+ *   BENCH_STORE (memory | sqlite), KEYGATE_TEST_REDIS_URL (adds the Redis-limits server)
  */
 import { fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -37,7 +41,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
-import type { Store } from "../src/index.js";
+import type { CreateKeygateOptions, Store } from "../src/index.js";
 import { children, fmt, infoRow, load, median, ratioRow, report, runLoad, stopChild, valueRow } from "./lib.js";
 import type { Row } from "./lib.js";
 
@@ -49,10 +53,13 @@ const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1);
 const WARMUP_SECONDS = 2;
 const STORE = process.env.BENCH_STORE === "sqlite" ? "sqlite" : "memory";
 const ROLE = process.env.BENCH_VERIFY_HTTP_ROLE;
+const REDIS_URL = process.env.KEYGATE_TEST_REDIS_URL;
+/** In a keygate server process: "redis" for Redis rate limits and lockout, else memory ones. */
+const LIMITS = process.env.BENCH_LIMITS === "redis" ? "redis" : "memory";
 
 /** What a server process tells this one. */
 type FromServer =
-  | { type: "listening"; url: string; fastify: string; request?: LoadRequest; store?: string }
+  | { type: "listening"; url: string; fastify: string; request?: LoadRequest; store?: string; limits?: string }
   | { type: "cpu"; micros: number };
 
 interface LoadRequest { method: string; headers: Record<string, string>; body: string }
@@ -83,10 +90,23 @@ async function keygateProcess(): Promise<void> {
   const dataDir = STORE === "sqlite" ? mkdtempSync(join(tmpdir(), "keygate-bench-")) : null;
   if (dataDir) process.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
   const store: Store = dataDir ? createSqliteStore({ filename: join(dataDir, "keygate.db") }) : createMemoryStore();
+  let limits: Pick<CreateKeygateOptions, "limiter" | "lockout"> = { limiter: createMemoryRateLimiter(), lockout: createMemoryLockout() };
+  let closeLimits = async (): Promise<void> => {};
+  if (LIMITS === "redis") {
+    const { Redis } = await import("ioredis");
+    const { createRedisLockout, createRedisRateLimiter } = await load<typeof import("../src/limits/redis/index.js")>("limits/redis/index.js");
+    const redis = new Redis(REDIS_URL!);
+    const keyPrefix = `keygate-bench-http:${process.pid}:`;
+    limits = { limiter: createRedisRateLimiter({ redis, keyPrefix }), lockout: createRedisLockout({ redis, keyPrefix }) };
+    closeLimits = async () => {
+      const keys = await redis.keys(`${keyPrefix}*`);
+      if (keys.length) await redis.del(...keys);
+      redis.disconnect();
+    };
+  }
   const keygate = await createKeygate({
     store,
-    limiter: createMemoryRateLimiter(),
-    lockout: createMemoryLockout(),
+    ...limits,
     config: {
       apis: [{ id: "bench", keyFormat: { prefix: "bk" }, scopes: ["read", "write"], rateLimit: { limit: 1_000_000_000, windowSeconds: 3600 } }],
     },
@@ -100,7 +120,7 @@ async function keygateProcess(): Promise<void> {
     headers: { "content-type": "application/json", authorization: `Bearer ${rootKey}` },
     body: JSON.stringify({ api: "bench", key, ip: "203.0.113.7", scopes: ["read"] }),
   };
-  await serve(app, { request, store: store.kind }, () => keygate.close());
+  await serve(app, { request, store: store.kind, limits: LIMITS }, async () => { await keygate.close(); await closeLimits(); });
 }
 
 async function baselineProcess(): Promise<void> {
@@ -181,13 +201,19 @@ async function main(): Promise<void> {
     const keygate = await startServer("keygate");
     servers.push(keygate);
     const request = keygate.info.request!;
-    const verify = async (): Promise<Record<string, unknown>> => {
-      const res = await fetch(keygate.url, { method: "POST", headers: request.headers, body: request.body });
+    const verify = async (server: ServerProcess): Promise<Record<string, unknown>> => {
+      const r = server.info.request!;
+      const res = await fetch(server.url, { method: "POST", headers: r.headers, body: r.body });
       const verdict = (await res.json()) as Record<string, unknown>;
-      if (res.status !== 200 || verdict.valid !== true) throw new Error(`keygate answered ${res.status} ${JSON.stringify(verdict)}`);
+      if (res.status !== 200 || verdict.valid !== true) throw new Error(`keygate (${server.info.limits} limits) answered ${res.status} ${JSON.stringify(verdict)}`);
       return verdict;
     };
-    const first = await verify(); // also loads the key into the cache
+    const first = await verify(keygate); // also loads the key into the cache
+    const redis = REDIS_URL ? await startServer("keygate", { BENCH_LIMITS: "redis" }) : null;
+    if (redis) {
+      servers.push(redis);
+      await verify(redis);
+    }
 
     const baseline = await startServer("baseline", { BENCH_VERDICT: JSON.stringify(first) });
     servers.push(baseline);
@@ -196,17 +222,21 @@ async function main(): Promise<void> {
     console.log(`fastify ${baseline.info.fastify} on both; ${keygate.info.store} store; ${CONNECTIONS} connections × pipelining ${PIPELINING}, ` +
       `${ROUNDS} rounds of ${SECONDS} s each; response ${JSON.stringify(first).length} B (keygate) / ${answer.length} B (baseline)`);
 
-    const targets = { baseline, keygate } as const;
-    type Side = keyof typeof targets;
-    for (const side of ["baseline", "keygate"] as const) await loadRun(targets[side], request, WARMUP_SECONDS);
-    const rounds: Record<Side, LoadResult[]> = { baseline: [], keygate: [] };
-    let keygateOk = 0;
+    type Side = "baseline" | "keygate" | "redis";
+    const targets: Partial<Record<Side, ServerProcess>> = { baseline, keygate, ...(redis ? { redis } : {}) };
+    const sides = (Object.keys(targets) as Side[]);
+    // The request each server answers: its own key (the baseline takes keygate's).
+    const requestOf = (side: Side): LoadRequest => targets[side]!.info.request ?? request;
+    for (const side of sides) await loadRun(targets[side]!, requestOf(side), WARMUP_SECONDS);
+    const rounds: Record<Side, LoadResult[]> = { baseline: [], keygate: [], redis: [] };
+    const answered: Record<Side, number> = { baseline: 0, keygate: 0, redis: 0 };
     for (let r = 0; r < ROUNDS; r++) {
-      const order: Side[] = r % 2 === 0 ? ["baseline", "keygate"] : ["keygate", "baseline"];
+      // Every other round in reverse order, so that a drift over the run favours no side.
+      const order = r % 2 === 0 ? sides : [...sides].reverse();
       for (const side of order) {
-        const x = await loadRun(targets[side], request, SECONDS);
+        const x = await loadRun(targets[side]!, requestOf(side), SECONDS);
         if (x.non2xx || x.errors) throw new Error(`${side}: ${x.non2xx} non-2xx responses, ${x.errors} errors`);
-        if (side === "keygate") keygateOk += x.ok;
+        answered[side] += x.ok;
         rounds[side].push(x);
         console.log(`${side.padEnd(8)} ${fmt.ops(x.reqPerSec).padStart(10)}  p50 ${x.p50.toFixed(2)} ms  p99 ${x.p99.toFixed(2)} ms  ` +
           `server ${x.serverCpuUs.toFixed(1)} µs CPU/req  load generator ${(x.loadCpu * 100).toFixed(0)}% CPU`);
@@ -215,10 +245,13 @@ async function main(): Promise<void> {
 
     // Every request counted as answered went through the limiter, which only a valid verdict
     // reaches; and the limit was never hit.
-    const last = await verify();
-    const ratelimit = last.ratelimit as { limit: number; remaining: number };
-    const consumed = ratelimit.limit - ratelimit.remaining;
-    if (consumed < keygateOk) throw new Error(`only ${consumed} verifications reached the rate limiter, but ${keygateOk} were answered in the timed runs`);
+    for (const side of ["keygate", "redis"] as const) {
+      const server = targets[side];
+      if (!server) continue;
+      const ratelimit = (await verify(server)).ratelimit as { limit: number; remaining: number };
+      const consumed = ratelimit.limit - ratelimit.remaining;
+      if (consumed < answered[side]) throw new Error(`${side}: only ${consumed} verifications reached the rate limiter, but ${answered[side]} were answered in the timed runs`);
+    }
 
     const m = (side: Side, f: (x: LoadResult) => number): number => median(rounds[side].map(f));
     const loadCpu = Math.max(...rounds.baseline.map((x) => x.loadCpu));
@@ -235,6 +268,11 @@ async function main(): Promise<void> {
       info("server capacity (1 / CPU per request)", 1e6 / m("keygate", (x) => x.serverCpuUs), "req/CPU-s", 1e6 / m("baseline", (x) => x.serverCpuUs)),
       valueRow(BENCH, "load generator CPU (max, baseline runs)", loadCpu * 100, "%"),
     ];
+    if (redis) {
+      rows.push(infoRow(BENCH, "POST /v1/keys/verify with Redis limits and lockout", m("redis", (x) => x.reqPerSec), "req/s",
+        { name: "keygate, memory limits", value: m("keygate", (x) => x.reqPerSec) }, { rounds: rounds.redis.map((x) => x.reqPerSec) }));
+      rows.push(infoRow(BENCH, "  the same, latency p50", m("redis", (x) => x.p50), "ms", { name: "keygate, memory limits", value: m("keygate", (x) => x.p50) }));
+    }
     await report(BENCH, rows);
   } finally {
     await Promise.all(servers.map((s) => s.stop()));

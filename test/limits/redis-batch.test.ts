@@ -11,7 +11,7 @@ import type { Command } from "ioredis";
 import { KeygateError } from "../../src/lib/errors.js";
 import { createRedisLockout, createRedisRateLimiter, RedisLimitsError } from "../../src/limits/redis/index.js";
 import { withFailureMode } from "../../src/limits/resilient.js";
-import type { LockoutPolicy } from "../../src/limits/types.js";
+import type { LockoutPolicy, LockoutState, RateLimitVerdict } from "../../src/limits/types.js";
 import { deleteRedisKeys, REDIS_SKIP, REDIS_URL, startPrivateRedis, uniqueRedisPrefix } from "../support/scale-out.js";
 import type { PrivateRedis } from "../support/scale-out.js";
 
@@ -55,7 +55,7 @@ async function outcomes<T>(promises: Promise<T>[]): Promise<{ values: T[]; error
   };
 }
 
-describe("Redis limits: one script call per tick", { skip: REDIS_SKIP }, () => {
+describe("Redis limits: one script call per turn of the event loop", { skip: REDIS_SKIP }, () => {
   let redis: Redis;
   let other: Redis;
   const keyPrefix = uniqueRedisPrefix("batch");
@@ -84,6 +84,23 @@ describe("Redis limits: one script call per tick", { skip: REDIS_SKIP }, () => {
     assert.equal(scriptCalls(seen.sent), 1);
     for (let k = 0; k < keys.length; k++) assert.equal(verdicts.slice(20 * k, 20 * k + 20).filter((v) => v.allowed).length, 10);
     for (const s of states) assert.deepEqual(s, { blocked: false, attemptsLeft: 3, blockedUntil: null });
+  });
+
+  test("operations issued in separate callbacks of one turn of the event loop, as a server reads its requests, share one script call", async () => {
+    const seen = watch(redis);
+    const limiter = createRedisRateLimiter({ redis, keyPrefix });
+    const lockout = createRedisLockout({ redis, keyPrefix });
+    const id = fresh("key");
+    const ip = fresh("ip");
+    // Four callbacks of one phase of the loop, each followed by its ticks and microtasks, as
+    // the read callbacks of different sockets are.
+    const issued = await Promise.all(Array.from({ length: 4 }, () => new Promise<[Promise<RateLimitVerdict>, Promise<LockoutState>]>((resolve) => {
+      setImmediate(() => resolve([later(limiter.consume(id, 3, HOUR, T0)), later(lockout.check(ip, POLICY, T0))]));
+    })));
+    const verdicts = await Promise.all(issued.map(([v]) => v));
+    await Promise.all(issued.map(([, l]) => l));
+    assert.equal(scriptCalls(seen.sent), 1);
+    assert.deepEqual(verdicts.map((v) => [v.allowed, v.remaining]), [[true, 2], [true, 1], [true, 0], [false, 0]]);
   });
 
   test("more operations than one call holds are split into several calls, each exact", async () => {
