@@ -6,9 +6,8 @@ import type { Lockout, LockoutPolicy, LockoutState, RateLimiter, RateLimitVerdic
 /**
  * Every rate-limit consume, peek and lockout read a process issues in one turn of the event
  * loop, in one atomic script call: KEYS[i] is operation i's key and ARGV[3i-2..3i] its
- * arguments. Redis runs the
- * script as a whole, so each operation is as exact as if it ran alone, and a hundred
- * verifications cost Redis one command instead of a hundred.
+ * arguments. Redis runs the script as a whole, so each operation is as exact as if it ran
+ * alone, and a hundred verifications cost Redis one command instead of a hundred.
  *
  * - Rate limit (ARGV limit ≥ 0, window end, n): a fixed window for `n` requests of one key:
  *   admit as many as the window still has room for, count only those, and return how many
@@ -295,10 +294,10 @@ export interface RedisLimitsOptions {
 
 /**
  * Exact rate limits across any number of nodes: every rate limit and lockout read a process
- * issues in one turn of the event loop goes to Redis as one Lua script call, so no two nodes can both
- * take the last request of a window, and a busy node costs Redis one call per turn rather than
- * one per verification. Windows are aligned to the epoch by the nodes' clocks, which must agree
- * (NTP) to within a small part of a window.
+ * issues in one turn of the event loop goes to Redis as one Lua script call, so no two nodes
+ * can both take the last request of a window, and a busy node costs Redis one call per turn
+ * rather than one per verification. Windows are aligned to the epoch by the nodes' clocks,
+ * which must agree (NTP) to within a small part of a window.
  *
  * Failures: when the call fails as a whole (Redis unreachable, timed out, a script error) every
  * caller in that batch gets the error — which `withFailureMode` turns into the configured
