@@ -18,7 +18,7 @@
 import { performance } from "node:perf_hooks";
 import { Redis } from "ioredis";
 import type { Keygate, Lockout, RateLimiter, Verdict, VerifyRequest } from "../src/index.js";
-import { compare, infoRow, load, ratioRow, report, valueRow } from "./lib.js";
+import { compare, dropRedisPrefix, infoRow, load, ratioRow, report, valueRow } from "./lib.js";
 import type { Measurement, Row } from "./lib.js";
 
 const BENCH = "cluster-redis";
@@ -120,9 +120,7 @@ async function main(): Promise<void> {
   } finally {
     await memory.keygate.close();
     await shared.keygate.close();
-    const keys = await redis.keys(`${keyPrefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await dropRedisPrefix(redis, keyPrefix);
   }
 }
 

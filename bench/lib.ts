@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "nod
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
+import type { Redis } from "ioredis";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -181,6 +182,13 @@ export function ratioRow(bench: string, name: string, value: number, unit: strin
 /** A row comparing `value` with `baseline` for information: no target. */
 export function infoRow(bench: string, name: string, value: number, unit: string, baseline: { name: string; value: number }, details?: Record<string, unknown>): Row {
   return { bench, name, value, unit, baseline, ratio: value / baseline.value, details };
+}
+
+/** Deletes every Redis key a benchmark wrote under `prefix`, then disconnects. */
+export async function dropRedisPrefix(redis: Redis, prefix: string): Promise<void> {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
 }
 
 /** A row with an absolute figure and, optionally, a target for it. */

@@ -42,7 +42,7 @@ import { fileURLToPath } from "node:url";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import type { CreateKeygateOptions, Store } from "../src/index.js";
-import { children, fmt, infoRow, load, median, ratioRow, report, runLoad, stopChild, valueRow } from "./lib.js";
+import { children, dropRedisPrefix, fmt, infoRow, load, median, ratioRow, report, runLoad, stopChild, valueRow } from "./lib.js";
 import type { Row } from "./lib.js";
 
 const BENCH = "verify-http";
@@ -98,11 +98,7 @@ async function keygateProcess(): Promise<void> {
     const redis = new Redis(REDIS_URL!);
     const keyPrefix = `keygate-bench-http:${process.pid}:`;
     limits = { limiter: createRedisRateLimiter({ redis, keyPrefix }), lockout: createRedisLockout({ redis, keyPrefix }) };
-    closeLimits = async () => {
-      const keys = await redis.keys(`${keyPrefix}*`);
-      if (keys.length) await redis.del(...keys);
-      redis.disconnect();
-    };
+    closeLimits = () => dropRedisPrefix(redis, keyPrefix);
   }
   const keygate = await createKeygate({
     store,
@@ -224,7 +220,7 @@ async function main(): Promise<void> {
 
     type Side = "baseline" | "keygate" | "redis";
     const targets: Partial<Record<Side, ServerProcess>> = { baseline, keygate, ...(redis ? { redis } : {}) };
-    const sides = (Object.keys(targets) as Side[]);
+    const sides = Object.keys(targets) as Side[];
     // The request each server answers: its own key (the baseline takes keygate's).
     const requestOf = (side: Side): LoadRequest => targets[side]!.info.request ?? request;
     for (const side of sides) await loadRun(targets[side]!, requestOf(side), WARMUP_SECONDS);

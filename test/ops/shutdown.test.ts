@@ -61,6 +61,20 @@ const accepts = (url: string): Promise<boolean> => new Promise((resolve) => {
  * `keygate serve` in gateway mode with `shutdownTimeoutMs`, after one answered request and with
  * a second one hanging at the upstream (never answered), both with the same key.
  */
+/** Runs `read` on the stopped node's SQLite file, opened read-only, and closes it. */
+function readStore<T>(data: string, read: (db: Database.Database) => T): T {
+  const db = new Database(join(data, "keygate.db"), { readonly: true });
+  try {
+    return read(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** A key's usage count as the store holds it: what was flushed. */
+const usageCount = (db: Database.Database, keyId: string): number =>
+  Number((db.prepare("SELECT usage_count AS n FROM keys WHERE id = ?").get(keyId) as { n: number }).n);
+
 async function serveWithHangingRequest(name: string, shutdownTimeoutMs: number) {
   const config = join(dir, `${name}.yaml`);
   const data = join(dir, `data-${name}`);
@@ -136,18 +150,14 @@ describe("keygate serve shuts down gracefully", () => {
         assert.ok(lines.some((l) => l.msg === "stopped"));
         console.log(`${signal}: in-flight request answered ${(answered.at - signalledAt).toFixed(0)} ms after the signal; new connections refused meanwhile`);
 
-        const db = new Database(join(data, "keygate.db"), { readonly: true });
-        try {
+        readStore(data, (db) => {
           const total = FAST_REQUESTS + 1;
-          const row = db.prepare("SELECT usage_count AS n FROM keys WHERE id = ?").get(key.body.id) as { n: number };
-          assert.equal(Number(row.n), total, "usage count");
+          assert.equal(usageCount(db, key.body.id), total, "usage count");
           const agg = db.prepare("SELECT SUM(count) AS n FROM usage_aggregates WHERE key_id = ? AND period = 'minute' AND metric = 'latency'").get(key.body.id) as { n: number };
           assert.equal(Number(agg.n), total, "analytics aggregates (minute buckets)");
           const logs = db.prepare("SELECT path, status FROM request_logs WHERE key_id = ? ORDER BY at").all(key.body.id) as Array<{ path: string; status: number }>;
           assert.deepEqual(logs.map((l) => `${l.status} ${l.path}`).sort(), [...Array.from({ length: FAST_REQUESTS }, (_, i) => `200 /shop/fast/${i}`), "200 /shop/slow"].sort());
-        } finally {
-          db.close();
-        }
+        });
       } finally {
         await kg.stop();
       }
@@ -169,13 +179,7 @@ describe("keygate serve shuts down gracefully", () => {
       assert.ok(kg.logs.some((l) => l.includes("second signal: cutting the requests still open and flushing usage now")));
       assert.ok(kg.logs.some((l) => l.includes('"msg":"stopped"')));
 
-      const db = new Database(join(data, "keygate.db"), { readonly: true });
-      try {
-        const row = db.prepare("SELECT usage_count AS n FROM keys WHERE id = ?").get(key.body.id) as { n: number };
-        assert.equal(Number(row.n), 2, "both verifications were flushed");
-      } finally {
-        db.close();
-      }
+      readStore(data, (db) => assert.equal(usageCount(db, key.body.id), 2, "both verifications were flushed"));
     } finally {
       await kg.stop();
     }
@@ -192,16 +196,12 @@ describe("keygate serve shuts down gracefully", () => {
       assert.ok((await hanging) instanceof Error, "the hanging request was cut off, not answered");
       assert.ok(kg.logs.some((l) => l.includes("requests still open after server.shutdownTimeoutMs were cut off")));
 
-      const db = new Database(join(data, "keygate.db"), { readonly: true });
-      try {
+      readStore(data, (db) => {
         // Both verifications were counted; the cut request's analytics event never completed.
-        const row = db.prepare("SELECT usage_count AS n FROM keys WHERE id = ?").get(key.body.id) as { n: number };
-        assert.equal(Number(row.n), 2);
+        assert.equal(usageCount(db, key.body.id), 2);
         const logs = db.prepare("SELECT path FROM request_logs WHERE key_id = ?").all(key.body.id) as Array<{ path: string }>;
         assert.ok(logs.some((l) => l.path === "/shop/fast"));
-      } finally {
-        db.close();
-      }
+      });
     } finally {
       await kg.stop();
     }
