@@ -21,6 +21,7 @@ export type { KeygateConfig, ApiConfig, RateLimitConfig, LockoutConfig } from ".
 export { createKeyCodec } from "./keys/format.js";
 export type { KeyFormat, KeyCodec, ParsedKey } from "./keys/format.js";
 export { createMemoryStore } from "./store/memory/index.js";
+export type { MemoryStoreOptions } from "./store/memory/index.js";
 export { createSqliteStore } from "./store/sqlite/index.js";
 export { createPostgresStore } from "./store/postgres/index.js";
 export type { PostgresStoreOptions } from "./store/postgres/index.js";

@@ -591,3 +591,24 @@ for (const [name, make, skip] of ADAPTERS) {
     }));
   });
 }
+
+describe("memory store: raw request logs are bounded", () => {
+  test("it keeps the newest maxRequestLogs logs, drops the earliest written, and still counts every aggregate", async () => {
+    const store = createMemoryStore({ maxRequestLogs: 3 });
+    await store.recordAnalytics(batch([aggregate({ count: 2 })], [requestLog(1), requestLog(2)]));
+    await store.recordAnalytics(batch([aggregate({ count: 5 })], [requestLog(3), requestLog(4), requestLog(5)]));
+    const ids = (await store.listRequestLogs({ limit: 100 })).map((r) => r.id);
+    assert.deepEqual(ids, [requestLog(5).id, requestLog(4).id, requestLog(3).id]);
+    assert.equal(await store.getRequestLog(requestLog(1).id), null, "the earliest written log is gone");
+    assert.deepEqual(sorted(await store.queryUsage(usageQuery())), ["0|-|VALID|latency|40=7"]);
+    await store.close();
+  });
+
+  test("0 keeps no raw logs; a bound that is not a whole number ≥ 0 is refused", async () => {
+    const store = createMemoryStore({ maxRequestLogs: 0 });
+    await store.recordAnalytics(batch([], [requestLog(1)]));
+    assert.deepEqual(await store.listRequestLogs({ limit: 10 }), []);
+    await store.close();
+    for (const bad of [-1, 1.5, Number.NaN]) assert.throws(() => createMemoryStore({ maxRequestLogs: bad }), RangeError);
+  });
+});

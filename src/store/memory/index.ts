@@ -94,11 +94,21 @@ function readKey(k: HeldKey): KeyRecord {
 /**
  * A store that keeps everything in process memory: for tests and for throwaway embedded use.
  * It returns copies, so callers cannot mutate what it holds, just as with a database.
+ * Raw request logs are the one thing it bounds: it keeps the newest `maxRequestLogs` of them
+ * (aggregates count every request regardless), so a long-running process that logs every
+ * request holds a fixed amount of memory instead of 30 days of traffic.
  *
  * @example
  * const keygate = await createKeygate({ config, store: createMemoryStore() });
  */
-export function createMemoryStore(): Store {
+export interface MemoryStoreOptions {
+  /** Raw request logs kept, newest first; older ones are dropped as new ones arrive. Default 10,000. */
+  maxRequestLogs?: number;
+}
+
+export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
+  const maxRequestLogs = options.maxRequestLogs ?? 10_000;
+  if (!Number.isInteger(maxRequestLogs) || maxRequestLogs < 0) throw new RangeError(`maxRequestLogs must be a whole number ≥ 0, not ${maxRequestLogs}`);
   const accounts = new Map<string, Account>();
   const keys = new Map<string, HeldKey>();
   const byHash = new Map<string, HeldKey>();
@@ -147,7 +157,7 @@ export function createMemoryStore(): Store {
     kind: "memory",
     async migrate() {},
     async close() {},
-    ...memoryAnalytics(),
+    ...memoryAnalytics(maxRequestLogs),
     ...memoryPortal(),
     async createAccount(account) {
       const email = account.email.toLowerCase();
@@ -260,7 +270,7 @@ export function createMemoryStore(): Store {
 }
 
 /** The analytics half of the memory store: the same semantics as the SQL one, in maps. */
-function memoryAnalytics(): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
+function memoryAnalytics(maxRequestLogs: number): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
   const aggregates = new Map<string, UsageAggregate>();
   const logs = new Map<string, RequestLog>();
   const batches = new Map<string, number>();
@@ -274,6 +284,14 @@ function memoryAnalytics(): Pick<Store, "recordAnalytics" | "queryUsage" | "list
     async recordAnalytics(batch) {
       // Logs by their own ids, whether or not the counters were applied before (as in SQL).
       for (const l of batch.logs) if (!logs.has(l.id)) logs.set(l.id, { ...l });
+      // A Map iterates in insertion order: the first are the logs written earliest.
+      if (logs.size > maxRequestLogs) {
+        let excess = logs.size - maxRequestLogs;
+        for (const id of logs.keys()) {
+          if (excess-- === 0) break;
+          logs.delete(id);
+        }
+      }
       if (batches.has(batch.id)) return false;
       batches.set(batch.id, batch.at);
       for (const a of batch.aggregates) {
