@@ -565,6 +565,17 @@ for (const [name, make, skip] of ADAPTERS) {
       assert.deepEqual(await store.listRequestLogs({ accountId: "acc_none", limit: 100 }), []);
     }));
 
+    test("a batch of more logs than one statement or transaction takes is stored whole, each log once", () => run(async (store) => {
+      const logs = Array.from({ length: 1234 }, (_, i) => requestLog(i + 1));
+      await store.recordAnalytics(batch([aggregate({ count: 1234 })], logs));
+      await store.recordAnalytics(batch([], logs.slice(600, 700))); // a retried part adds no copies
+      const listed = await store.listRequestLogs({ limit: 1000 });
+      assert.equal(listed.length, 1000);
+      assert.equal(listed[0]!.id, logs[1233]!.id);
+      assert.deepEqual(await store.getRequestLog(logs[0]!.id), logs[0]);
+      assert.equal((await store.listRequestLogs({ before: listed[999]!.id, limit: 1000 })).length, 234);
+    }));
+
     test("prune deletes logs, minute, hour and day buckets and batch ids past their cut-offs", () => run(async (store) => {
       await store.recordAnalytics(batch([
         aggregate({ period: "minute", bucketStart: T - MIN }), aggregate({ period: "minute", bucketStart: T }),

@@ -39,8 +39,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   });
 }
 
-/** Rows per transaction: a flush of 10,000 logs lets other queries in between, every few milliseconds. */
-const LOG_ROWS_PER_TRANSACTION = 1000;
+/**
+ * Rows per transaction. The insert is synchronous, so a flush of 10,000 logs would hold the
+ * event loop for tens of milliseconds; between two chunks it yields (setImmediate) so that
+ * requests that arrived meanwhile are answered, and queued queries get the connection.
+ */
+const LOG_ROWS_PER_TRANSACTION = 250;
 
 /**
  * Raw request logs written through one statement prepared once and run per row, bypassing
@@ -68,6 +72,7 @@ function insertLogsDirectly(db: Kysely<KeygateDatabase>, sqlite: Database.Databa
   return async (logs) => {
     for (let i = 0; i < logs.length; i += LOG_ROWS_PER_TRANSACTION) {
       const rows = logs.slice(i, i + LOG_ROWS_PER_TRANSACTION);
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       await db.connection().execute(async () => { (insert ??= prepare())(rows); });
     }
   };
