@@ -349,6 +349,15 @@ const byAggregateKey = (a: UsageAggregate, b: UsageAggregate): number =>
 /** Code-unit order, the same on every node whatever its locale. */
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
+/** A request log as its row: what both the Kysely insert and SQLite's own statement write. */
+export function fromRequestLog(l: RequestLog): Insertable<RequestLogsTable> {
+  return {
+    id: l.id, at: l.at, api: l.api, key_id: l.keyId, account_id: l.accountId, application_id: l.applicationId,
+    environment: l.environment, code: l.code, status: l.status, method: l.method, path: l.path,
+    latency_us: l.latencyUs, upstream_us: l.upstreamUs, ip: l.ip, request_id: l.requestId, source: l.source,
+  };
+}
+
 function toRequestLog(row: Selectable<RequestLogsTable>): RequestLog {
   return {
     id: row.id, at: num(row.at), api: row.api, keyId: row.key_id, accountId: row.account_id, applicationId: row.application_id,
@@ -359,6 +368,12 @@ function toRequestLog(row: Selectable<RequestLogsTable>): RequestLog {
 
 /** The analytics half of the SQL store; the same statements serve SQLite and PostgreSQL. */
 function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
+  const insertLogs = hooks.insertRequestLogs ?? (async (logs: RequestLog[]): Promise<void> => {
+    for (let i = 0; i < logs.length; i += ANALYTICS_CHUNK) {
+      await db.insertInto("request_logs").values(logs.slice(i, i + ANALYTICS_CHUNK).map(fromRequestLog))
+        .onConflict((oc) => oc.column("id").doNothing()).execute();
+    }
+  });
   return {
     async recordAnalytics(batch: AnalyticsBatch) {
       // Counters and the batch id commit together: a batch whose commit was not acknowledged
@@ -380,17 +395,7 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
       });
       // Logs outside that transaction, so a large batch does not hold the (SQLite: only) connection
       // for long; their ids make a retry insert each one once.
-      if (hooks.insertRequestLogs) {
-        await hooks.insertRequestLogs(batch.logs);
-        return fresh;
-      }
-      for (let i = 0; i < batch.logs.length; i += ANALYTICS_CHUNK) {
-        await db.insertInto("request_logs").values(batch.logs.slice(i, i + ANALYTICS_CHUNK).map((l) => ({
-          id: l.id, at: l.at, api: l.api, key_id: l.keyId, account_id: l.accountId, application_id: l.applicationId,
-          environment: l.environment, code: l.code, status: l.status, method: l.method, path: l.path,
-          latency_us: l.latencyUs, upstream_us: l.upstreamUs, ip: l.ip, request_id: l.requestId, source: l.source,
-        }))).onConflict((oc) => oc.column("id").doNothing()).execute();
-      }
+      await insertLogs(batch.logs);
       return fresh;
     },
     async queryUsage(q) {
