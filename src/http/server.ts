@@ -24,6 +24,7 @@ import { compileRoutes } from "./authenticate.js";
 import { checkGatewayConfig, registerGateway } from "./gateway/index.js";
 import type { CompiledRoute } from "./authenticate.js";
 import { registerPortal } from "../portal/index.js";
+import { warmNextTick } from "../lib/warm-next-tick.js";
 
 export interface BuildServerOptions {
   keygate: Keygate;
@@ -63,6 +64,7 @@ function fieldOf(context: string, instancePath: string, params: Record<string, u
  * await app.listen({ port: 8080, host: "127.0.0.1" });
  */
 export async function buildServer(options: BuildServerOptions): Promise<FastifyInstance> {
+  await warmNextTick(); // before the boot below; see ../lib/warm-next-tick.ts
   // POST /v1/keys/verify is answered ahead of Fastify when it can be (./fast-verify.ts);
   // set once every route is registered.
   let fastVerify: ((req: IncomingMessage, res: ServerResponse) => boolean) | null = null;

@@ -25,6 +25,7 @@ import { problem, sendProblem } from "../problem.js";
 import { registerIntrospection } from "../routes/introspection.js";
 import { registerTokenRoutes } from "../routes/tokens.js";
 import { trackVerification } from "../../analytics/http.js";
+import { warmNextTick } from "../../lib/warm-next-tick.js";
 
 /**
  * Paths keygate serves itself on its main port. On a shared port no gateway route or prefix
@@ -400,6 +401,7 @@ export interface BuildGatewayServerOptions {
 export async function buildGatewayServer(options: BuildGatewayServerOptions): Promise<FastifyInstance> {
   const { keygate } = options;
   checkGatewayConfig(keygate.config);
+  await warmNextTick(); // before the boot below; see ../../lib/warm-next-tick.ts
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger | undefined,
     logController: new LogController({ disableRequestLogging: true }),
