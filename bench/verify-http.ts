@@ -22,6 +22,9 @@
  * 1 ms histogram). The server's CPU time per request is printed too: other load on the
  * machine moves it less than requests per second.
  *
+ * Both server processes run with the V8 setting `keygate serve` gives its own process (no
+ * allocation-site pretenuring, src/lib/serving-flags.ts), so each is measured as it is served.
+ *
  * Target: keygate ≥ 0.85 × the bare route's requests per second.
  *
  * With KEYGATE_TEST_REDIS_URL set, a third server runs too: keygate with Redis rate limits and
@@ -29,7 +32,7 @@
  * information: what shared, exact limits cost a node that answers verifications over HTTP.
  *
  *   node --import tsx bench/verify-http.ts
- *   BENCH_SECONDS (3 per run), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_PIPELINING (1),
+ *   BENCH_SECONDS (3 per run), BENCH_ROUNDS (5), BENCH_CONNECTIONS (32), BENCH_PIPELINING (1),
  *   BENCH_STORE (memory | sqlite), KEYGATE_TEST_REDIS_URL (adds the Redis-limits server)
  */
 import { fork } from "node:child_process";
@@ -47,7 +50,7 @@ import type { Row } from "./lib.js";
 
 const BENCH = "verify-http";
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1);
 const WARMUP_SECONDS = 2;
@@ -84,7 +87,13 @@ async function serve(app: FastifyInstance, extra: Omit<Extract<FromServer, { typ
   process.send!({ type: "listening", url, fastify: app.version, ...extra } satisfies FromServer);
 }
 
+/** Both servers run with the V8 setting `keygate serve` gives its process (src/lib/serving-flags.ts). */
+async function asKeygateServeRuns(): Promise<void> {
+  (await load<typeof import("../src/lib/serving-flags.js")>("lib/serving-flags.js")).tuneV8ForServing();
+}
+
 async function keygateProcess(): Promise<void> {
+  await asKeygateServeRuns();
   const { createKeygate, createMemoryLockout, createMemoryRateLimiter, createMemoryStore, createSqliteStore } = await load<typeof import("../src/index.js")>("index.js");
   const { buildServer } = await load<typeof import("../src/http/server.js")>("http/server.js");
   const dataDir = STORE === "sqlite" ? mkdtempSync(join(tmpdir(), "keygate-bench-")) : null;
@@ -120,6 +129,7 @@ async function keygateProcess(): Promise<void> {
 }
 
 async function baselineProcess(): Promise<void> {
+  await asKeygateServeRuns();
   // The same shape and size as keygate's verdict, built per request from the parsed body.
   const template = JSON.parse(process.env.BENCH_VERDICT ?? "{}") as Record<string, unknown>;
   const app = Fastify();

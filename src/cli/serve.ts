@@ -5,6 +5,7 @@ import { buildServer } from "../http/server.js";
 import { buildGatewayServer } from "../http/gateway/index.js";
 import { openKeygate } from "./runtime.js";
 import { createMetrics } from "../ops/metrics.js";
+import { tuneV8ForServing } from "../lib/serving-flags.js";
 
 export interface ServeOptions {
   port?: string | undefined;
@@ -69,6 +70,7 @@ async function drain(servers: FastifyInstance[], timeoutMs: number, cutNow: Prom
 
 /** `keygate serve`: the whole service on one port, until SIGINT or SIGTERM. */
 export async function serve(options: ServeOptions): Promise<void> {
+  tuneV8ForServing();
   const logger = pino({ level: process.env.KEYGATE_LOG_LEVEL ?? "info", base: { service: "keygate" } });
   const metrics = createMetrics();
   const { keygate, config, configPath, bundled, dataDir, redis } = await openKeygate({ ...options, logger, metrics });
