@@ -6,6 +6,7 @@ import { buildGatewayServer } from "../http/gateway/index.js";
 import { openKeygate } from "./runtime.js";
 import { createMetrics } from "../ops/metrics.js";
 import { tuneV8ForServing } from "../lib/serving-flags.js";
+import { warmNextTick } from "../lib/warm-next-tick.js";
 
 export interface ServeOptions {
   port?: string | undefined;
@@ -70,7 +71,9 @@ async function drain(servers: FastifyInstance[], timeoutMs: number, cutNow: Prom
 
 /** `keygate serve`: the whole service on one port, until SIGINT or SIGTERM. */
 export async function serve(options: ServeOptions): Promise<void> {
+  // Both before anything else runs in this process (see each one's comment).
   tuneV8ForServing();
+  await warmNextTick();
   const logger = pino({ level: process.env.KEYGATE_LOG_LEVEL ?? "info", base: { service: "keygate" } });
   const metrics = createMetrics();
   const { keygate, config, configPath, bundled, dataDir, redis } = await openKeygate({ ...options, logger, metrics });
