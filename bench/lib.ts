@@ -185,6 +185,20 @@ export function infoRow(bench: string, name: string, value: number, unit: string
 }
 
 /** Deletes every Redis key a benchmark wrote under `prefix`, then disconnects. */
+/**
+ * Every request a timed run counted as answered went through the rate limiter: `consumed`
+ * (limit − remaining, read after the run) is at least `answered`. A fixed window that ended
+ * during the run (its reset moved) restarted the count, so then it cannot be checked: said, not
+ * thrown.
+ */
+export function checkAllLimited(who: string, window: { resetBefore: unknown; resetAfter: unknown }, consumed: number, answered: number): void {
+  if (window.resetAfter !== window.resetBefore) {
+    console.warn(`bench: ${who}: the rate limit's window ended during the run, so its count cannot be checked against the answers`);
+  } else if (!(consumed >= answered)) {
+    throw new Error(`${who}: only ${consumed} requests reached the rate limiter, but ${answered} were answered in the timed runs`);
+  }
+}
+
 export async function dropRedisPrefix(redis: Redis, prefix: string): Promise<void> {
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length) await redis.del(...keys);
