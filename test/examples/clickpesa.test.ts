@@ -149,9 +149,14 @@ describe("examples/clickpesa reproduces the ClickPesa API authentication", () =>
     const k = await newKey(app.id, { expiresAt: new Date(clock.now() + 30 * 86_400_000).toISOString() });
     const { token } = (await (await generateToken(app.clientId, k.key)).json()) as { token: string };
     assert.equal((await call("/third-parties/payments/1", { authorization: token })).status, 200);
-    await clock.advance(3_599_000);
+    // The served clock keeps running between calls, and exp is in whole seconds (iat rounded
+    // down), so the test moves to half a second before the token's own exp rather than a fixed
+    // 3,599 s on: a token issued at x.98 s would otherwise expire within the test's own run time.
+    const claims = decodeJwt(token.replace(/^Bearer /, "")) as { iat: number; exp: number };
+    assert.equal(claims.exp - claims.iat, 3600, "valid for one hour");
+    await clock.advance(claims.exp * 1000 - 500 - clock.now());
     assert.equal((await call("/third-parties/payments/1", { authorization: token })).status, 200, "valid to the end of its hour");
-    await clock.advance(2_000);
+    await clock.advance(1_000);
     const res = await call("/third-parties/payments/1", { authorization: token });
     assert.equal(res.status, 401);
     assert.equal(res.headers.get("content-type"), "application/problem+json; charset=utf-8");
