@@ -76,6 +76,42 @@ describe("usage pipeline", () => {
     assert.deepEqual(pipeline.stats(), { pendingCounters: 0, queuedLogs: 0, sampledOut: N - 500, recorded: N, retrying: false });
   });
 
+  test("raw logs are written field for field as recorded, flush after flush", async () => {
+    // The queue holds logs column by column; its columns grow past their first size, and are
+    // emptied and reused by each flush.
+    const store = createMemoryStore();
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings({ maxQueue: 1000 }), onError: unexpected, timers: false });
+    const recorded: UsageEvent[] = [];
+    for (const [round, count] of [[0, 150], [1, 3], [2, 70]] as const) {
+      for (let i = 0; i < count; i++) {
+        const bare = i % 3 === 0;
+        const e = event(round * 1000 + i, {
+          keyId: bare ? null : `key_${round}_${i}`, accountId: bare ? null : `acc_${i}`, applicationId: i % 5 === 0 ? `app_${i}` : null,
+          environment: bare ? null : "test", method: bare ? null : "POST", path: bare ? null : `/v1/things/${round}/${i}`,
+          ip: bare ? null : `198.51.100.${i % 250}`, requestId: bare ? null : `req_${round}_${i}`, source: bare ? "library" : "gateway",
+          upstreamMs: i % 2 === 0 ? null : 1.2345 + i, latencyMs: 0.001 * i, status: 200 + (i % 3),
+        });
+        recorded.push(e);
+        pipeline.record({ ...e });
+      }
+      assert.equal(pipeline.stats().queuedLogs, count);
+      await pipeline.flush();
+      assert.equal(pipeline.stats().queuedLogs, 0);
+    }
+    const logs = await store.listRequestLogs({ limit: 1000 });
+    assert.equal(logs.length, recorded.length);
+    const sortKey = (l: { at: number; requestId: string | null; path: string | null }): string => `${l.at}|${l.requestId}|${l.path}`;
+    assert.deepEqual(
+      logs.map(({ id: _id, ...rest }) => rest).sort((a, b) => sortKey(a).localeCompare(sortKey(b))),
+      recorded.map((e) => ({
+        at: e.at, api: e.api, keyId: e.keyId, accountId: e.accountId, applicationId: e.applicationId, environment: e.environment,
+        code: e.code, status: e.status, method: e.method, path: e.path, latencyUs: Math.round(e.latencyMs * 1000),
+        upstreamUs: e.upstreamMs === null ? null : Math.round(e.upstreamMs * 1000), ip: e.ip, requestId: e.requestId, source: e.source,
+      })).sort((a, b) => sortKey(a).localeCompare(sortKey(b))),
+    );
+    assert.equal(new Set(logs.map((l) => l.id)).size, recorded.length, "every log its own id");
+  });
+
   test("events of one key id interleaved over minutes, APIs and codes land in their own minute, API and code", async () => {
     // Failures without a key share the key id '' across APIs: the pipeline's memo of each
     // key's last series must not carry one API's, minute's or code's count into another's.
