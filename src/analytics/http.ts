@@ -1,10 +1,67 @@
 import { performance } from "node:perf_hooks";
+import type { ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Keygate } from "../keygate.js";
+import type { ExpectedVerification } from "./index.js";
 import type { UsageEvent, UsageSource } from "./events.js";
 
 /** Client gone before the response started: nginx's code for it. */
 const CLIENT_CLOSED = 499;
+
+const kTracking = Symbol("keygate.tracking");
+type TrackedResponse = ServerResponse & { [kTracking]?: Tracking };
+
+/**
+ * One request's verification, from its announcement to the end of its response. One object
+ * with methods, and a 'close' listener shared by every response that finds it on the
+ * response itself, rather than closures per request: this runs on every request the gateway
+ * and forward-auth verify.
+ */
+class Tracking implements ExpectedVerification {
+  private event: UsageEvent | null = null;
+  private verifiedAt = 0;
+  private ended = false;
+
+  constructor(
+    private readonly keygate: Keygate,
+    private readonly request: FastifyRequest,
+    private readonly reply: FastifyReply,
+    private readonly source: Exclude<UsageSource, "library">,
+    private readonly original: { method: string; path: string } | undefined,
+    private readonly arrived: number,
+  ) {}
+
+  attach(e: UsageEvent): void {
+    this.verifiedAt = performance.now();
+    e.latencyMs = this.verifiedAt - this.arrived;
+    e.source = this.source;
+    e.requestId = this.request.id;
+    e.method = this.original?.method ?? this.request.method;
+    e.path = this.original?.path ?? (this.request.raw.url ?? this.request.url);
+    this.event = e;
+    if (this.ended) this.complete();
+  }
+
+  /** The response has ended (finished, or its connection is gone). */
+  close(): void {
+    this.ended = true;
+    if (this.event !== null) this.complete();
+  }
+
+  private complete(): void {
+    const e = this.event!;
+    const reply = this.reply;
+    // forward-auth for nginx answers 403 for a 429 and carries the real status in a header.
+    const told = Number(reply.getHeader("x-keygate-status"));
+    e.status = !reply.raw.headersSent ? CLIENT_CLOSED : Number.isInteger(told) && told >= 100 ? told : reply.raw.statusCode;
+    if (this.source === "gateway" && e.code === "VALID") e.upstreamMs = performance.now() - this.verifiedAt;
+    this.keygate.analytics.record(e);
+  }
+}
+
+function onClose(this: TrackedResponse): void {
+  this[kTracking]?.close();
+}
 
 /**
  * Ties the verification an HTTP front end is about to run to its request, so the usage event
@@ -27,38 +84,11 @@ export function trackVerification(
   /** For forward-auth: the proxied request, not the `/_auth` call. */
   original?: { method: string; path: string },
 ): void {
-  const analytics = keygate.analytics;
-  const arrived = performance.now() - reply.elapsedTime;
-  let event: UsageEvent | null = null;
-  let verifiedAt = 0;
-  let ended = false;
-
-  const complete = (): void => {
-    const e = event!;
-    // forward-auth for nginx answers 403 for a 429 and carries the real status in a header.
-    const told = Number(reply.getHeader("x-keygate-status"));
-    e.status = !reply.raw.headersSent ? CLIENT_CLOSED : Number.isInteger(told) && told >= 100 ? told : reply.raw.statusCode;
-    if (source === "gateway" && e.code === "VALID") e.upstreamMs = performance.now() - verifiedAt;
-    analytics.record(e);
-  };
-
-  analytics.expect({
-    attach(e) {
-      verifiedAt = performance.now();
-      e.latencyMs = verifiedAt - arrived;
-      e.source = source;
-      e.requestId = request.id;
-      e.method = original?.method ?? request.method;
-      e.path = original?.path ?? (request.raw.url ?? request.url);
-      event = e;
-      if (ended) complete();
-    },
-  });
-
+  const tracking = new Tracking(keygate, request, reply, source, original, performance.now() - reply.elapsedTime);
+  keygate.analytics.expect(tracking);
   // A response emits 'close' once it has finished or its connection is gone, whichever is
   // first, and only once: one listener sees both.
-  reply.raw.once("close", () => {
-    ended = true;
-    if (event !== null) complete();
-  });
+  const res = reply.raw as TrackedResponse;
+  res[kTracking] = tracking;
+  res.on("close", onClose);
 }

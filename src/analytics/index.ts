@@ -96,6 +96,16 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
   const live = createLiveFeed();
   const queries = createAnalyticsQueries(options);
   let expected: ExpectedVerification | null = null;
+  /**
+   * Whether a microtask to end the current announcement is queued. One shared function rather
+   * than a closure per announcement: every request the gateway verifies makes one, and an
+   * announcement not taken by the end of its synchronous run lapses all the same.
+   */
+  let lapsing = false;
+  const lapse = (): void => {
+    lapsing = false;
+    expected = null;
+  };
   let closed = false;
 
   const record = (event: UsageEvent): void => {
@@ -170,7 +180,10 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
     observeNow,
     expect(request) {
       expected = request;
-      queueMicrotask(() => { if (expected === request) expected = null; });
+      if (!lapsing) {
+        lapsing = true;
+        queueMicrotask(lapse);
+      }
     },
     subscribe: (filter, subscriber) => {
       if (closed) { subscriber.end(); return () => {}; }
