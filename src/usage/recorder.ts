@@ -17,21 +17,57 @@ export interface UsageRecorder {
   close(): Promise<void>;
 }
 
+/** A key's counts since the last flush, and the flush generation it last counted in. */
+interface Pending extends UsageDelta {
+  generation: number;
+}
+
+/**
+ * The counts live in one object per key in use, kept from flush to flush and emptied by each:
+ * a new map and a new object per key every flush lived a second each, long enough to be
+ * promoted to the old generation, which only a full mark frees. With 10,000 keys in use,
+ * bench/verify-scale.ts measured 1,000–1,200 ns of CPU per verification with that, rounds up
+ * to 53% apart, against ~855 ns and 11% with no usage counted at all. A key that counted
+ * nothing through a whole interval is let go. The store gets copies, so a write still in
+ * flight never sees counts that arrived after it began.
+ */
 export function createUsageRecorder(store: Store, intervalMs: number, onError: (e: unknown) => void): UsageRecorder {
-  let deltas = new Map<string, UsageDelta>();
+  const counts = new Map<string, Pending>();
+  /** Keys with counts not yet taken by a flush. */
+  let waiting = 0;
+  let generation = 0;
   let flushing: Promise<void> | null = null;
 
+  const add = (keyId: string, count: number, lastUsedAt: number): void => {
+    const d = counts.get(keyId);
+    if (d === undefined) {
+      counts.set(keyId, { keyId, count, lastUsedAt, generation });
+      waiting++;
+      return;
+    }
+    if (d.count === 0) waiting++;
+    d.count += count;
+    if (lastUsedAt > d.lastUsedAt) d.lastUsedAt = lastUsedAt;
+    d.generation = generation;
+  };
+
   const flushOnce = async (): Promise<void> => {
-    if (deltas.size === 0) return;
-    const batch = deltas;
-    deltas = new Map();
-    try {
-      await store.recordUsage([...batch.values()]);
-    } catch (e) {
-      for (const d of batch.values()) {
-        const cur = deltas.get(d.keyId);
-        if (cur) { cur.count += d.count; cur.lastUsedAt = Math.max(cur.lastUsedAt, d.lastUsedAt); } else deltas.set(d.keyId, d);
+    if (waiting === 0) return;
+    const batch: UsageDelta[] = [];
+    for (const [keyId, d] of counts) {
+      if (d.count > 0) {
+        batch.push({ keyId, count: d.count, lastUsedAt: d.lastUsedAt });
+        d.count = 0;
+      } else if (d.generation < generation) {
+        counts.delete(keyId);
       }
+    }
+    waiting = 0;
+    generation++;
+    try {
+      await store.recordUsage(batch);
+    } catch (e) {
+      for (const d of batch) add(d.keyId, d.count, d.lastUsedAt);
       throw e;
     }
   };
@@ -47,11 +83,13 @@ export function createUsageRecorder(store: Store, intervalMs: number, onError: (
 
   return {
     record(keyId, now) {
-      const d = deltas.get(keyId);
-      if (d) { d.count++; if (now > d.lastUsedAt) d.lastUsedAt = now; } else deltas.set(keyId, { keyId, count: 1, lastUsedAt: now });
+      add(keyId, 1, now);
     },
-    pending: (keyId) => deltas.get(keyId),
-    size: () => deltas.size,
+    pending: (keyId) => {
+      const d = counts.get(keyId);
+      return d === undefined || d.count === 0 ? undefined : { keyId, count: d.count, lastUsedAt: d.lastUsedAt };
+    },
+    size: () => waiting,
     flush,
     async close() {
       clearInterval(timer);

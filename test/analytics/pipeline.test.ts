@@ -7,6 +7,7 @@ import { createUsagePipeline, ANALYTICS_DEFAULTS } from "../../src/analytics/pip
 import type { AnalyticsSettings } from "../../src/analytics/pipeline.js";
 import type { UsageEvent } from "../../src/analytics/events.js";
 import { createAnalyticsQueries } from "../../src/analytics/query.js";
+import { binOf } from "../../src/analytics/histogram.js";
 import { createManualClock } from "../../src/lib/clock.js";
 import { createMemoryRateLimiter } from "../../src/limits/memory/index.js";
 import { createMemoryStore } from "../../src/store/memory/index.js";
@@ -73,7 +74,7 @@ describe("usage pipeline", () => {
     // A uniform sample of the interval, not its first 500 events.
     assert.ok(logs.some((l) => l.at >= T0 + 2.7 * MIN), "the sample reaches the end of the flood");
     assert.equal(new Set(logs.map((l) => l.id)).size, 500);
-    assert.deepEqual(pipeline.stats(), { pendingCounters: 0, queuedLogs: 0, sampledOut: N - 500, recorded: N, retrying: false });
+    assert.deepEqual(pipeline.stats(), { pendingCounters: 0, series: 3, queuedLogs: 0, sampledOut: N - 500, recorded: N, retrying: false });
   });
 
   test("raw logs are written field for field as recorded, flush after flush", async () => {
@@ -135,6 +136,46 @@ describe("usage pipeline", () => {
         const minute = (Date.parse(point.start) - T0) / MIN;
         for (const [code, n] of Object.entries(point.errorsByCode)) got.set(`${g.group}|${minute}|${code}`, n);
       }
+    }
+    assert.deepEqual(new Map([...got].sort()), new Map([...want].sort()));
+  });
+
+  test("counters kept from flush to flush stay exact per minute, bin and metric, as keys go idle and come back", async () => {
+    // A series outlives the flush that empties it while its key is in use, and is let go after
+    // a whole interval without events; neither may lose, repeat or misfile a count.
+    const store = createMemoryStore();
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings(), onError: unexpected, timers: false });
+    const want = new Map<string, number>();
+    const note = (period: UsagePeriod, e: UsageEvent, metric: string, ms: number): void => {
+      const start = e.at - (e.at % { minute: MIN, hour: 60 * MIN, day: 1440 * MIN }[period]);
+      const k = `${period}|${start}|${e.keyId}|${e.code}|${metric}|${binOf(ms)}`;
+      want.set(k, (want.get(k) ?? 0) + 1);
+    };
+    let i = 0;
+    for (const round of [0, 1, 2, 3]) {
+      // Keys 0–19 in every round; 20–39 only in rounds 0 and 2 (idle through a whole flush between).
+      for (let n = 0; n < 2000; n++, i++) {
+        const k = round % 2 === 1 ? n % 20 : n % 40;
+        // Minutes out of order, as late responses record them.
+        const minute = round + (n % 3 === 0 ? 1 : 0);
+        const e = event(i, { at: T0 + minute * MIN + (n % 1000), keyId: `key_${k}`, accountId: `acc_${k % 4}`, upstreamMs: n % 4 === 0 ? 0.5 + (n % 9) : null });
+        pipeline.record({ ...e });
+        for (const period of ["minute", "hour", "day"] as const) {
+          note(period, e, "latency", e.latencyMs);
+          if (e.upstreamMs !== null) note(period, e, "upstream", e.upstreamMs);
+        }
+      }
+      // One series per key: event() gives each of these keys a single code.
+      const before = pipeline.stats().series;
+      await pipeline.flush();
+      assert.equal(pipeline.stats().pendingCounters, 0);
+      // An odd round's flush lets go of keys 20–39, idle through it; the next round takes them up again.
+      assert.deepEqual([before, pipeline.stats().series], [40, round % 2 === 1 ? 20 : 40], `round ${round}`);
+    }
+    const got = new Map<string, number>();
+    for (const period of ["minute", "hour", "day"] as const) {
+      const rows = await store.queryUsage({ period, from: T0 - 86_400_000, to: T0 + 86_400_000, groupBy: "key", limit: 1_000_000 });
+      for (const r of rows) got.set(`${period}|${r.bucketStart}|${r.group}|${r.code}|${r.metric}|${r.bin}`, r.count);
     }
     assert.deepEqual(new Map([...got].sort()), new Map([...want].sort()));
   });
