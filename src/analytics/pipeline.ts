@@ -86,17 +86,24 @@ class Bins {
   used = 0;
   readonly pairs: number[] = [];
 
-  /** Adds one to `bin`; true when that bin was not counted yet. */
-  add(bin: number): boolean {
+  /** Adds `n` to `bin`; true when that bin was not counted yet. */
+  add(bin: number, n = 1): boolean {
     const pairs = this.pairs;
     const end = 2 * this.used;
     for (let i = 0; i < end; i += 2) {
-      if (pairs[i] === bin) { pairs[i + 1]!++; return false; }
+      if (pairs[i] === bin) { pairs[i + 1]! += n; return false; }
     }
     pairs[end] = bin;
-    pairs[end + 1] = 1;
+    pairs[end + 1] = n;
     this.used++;
     return true;
+  }
+
+  /** Adds another's counts to these, and empties it. */
+  merge(other: Bins): void {
+    const pairs = other.pairs;
+    for (let i = 0; i < 2 * other.used; i += 2) this.add(pairs[i]!, pairs[i + 1]!);
+    other.used = 0;
   }
 
   /** A copy holding the same counts, and this one emptied. */
@@ -124,6 +131,12 @@ interface Series extends UsageDimensions {
   upstream: Bins | null;
   /** The flush generation it last counted in: one idle for a whole interval is let go. */
   generation: number;
+  /**
+   * Counts of earlier minutes not yet written: what the series held when its minute moved on,
+   * and events recorded late for an earlier minute (a slow response ends after the minute it
+   * was verified in). Emptied by each flush.
+   */
+  past: Map<number, Series> | null;
 }
 
 /** key id ('' for none) → api → code → series. */
@@ -236,8 +249,6 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
    * last API and code, and then cost one lookup instead of three.
    */
   const lastSeries = new Map<string, Series>();
-  /** Counts a series held for a minute (or dimensions) it has since moved on from, until the next flush. */
-  let retired: Series[] = [];
   /** Flushes taken so far. */
   let generation = 0;
   let pendingCounters = 0;
@@ -260,7 +271,7 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     if (series === undefined) {
       series = {
         api: e.api, keyId: e.keyId, accountId: e.accountId, applicationId: e.applicationId, environment: e.environment, code: e.code,
-        minute: -1, latency: new Bins(), upstream: null, generation,
+        minute: -1, latency: new Bins(), upstream: null, generation, past: null,
       };
       byCode.set(e.code, series);
       seriesHeld++;
@@ -268,15 +279,45 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     return series;
   };
 
-  /** Points a series at the event's minute and dimensions, setting aside what it counted for others. */
-  const rollOver = (series: Series, minute: number, e: UsageEvent): void => {
-    if (hasCounts(series)) {
-      retired.push({ ...series, latency: series.latency.takeCopy(), upstream: series.upstream?.takeCopy() ?? null });
-    }
-    series.minute = minute;
+  /** A series's dimensions are its first event's in each minute, as the minute's aggregate rows have one set. */
+  const takeDimensions = (series: Series, e: UsageEvent): void => {
     series.accountId = e.accountId;
     series.applicationId = e.applicationId;
     series.environment = e.environment;
+  };
+
+  /**
+   * The series that counts `e`, of minute `minute`: `series` itself, moved on to that minute
+   * when it is later than its own (what it held set aside in `past`), or, for an event recorded
+   * late for an earlier minute, that minute's entry in `past`. Memory stays bounded by distinct
+   * (minute, key, code) counters, however late events interleave with current ones.
+   */
+  const forMinute = (series: Series, minute: number, e: UsageEvent): Series => {
+    if (!hasCounts(series)) {
+      series.minute = minute;
+      takeDimensions(series, e);
+      return series;
+    }
+    const past = series.past ??= new Map();
+    if (minute > series.minute) {
+      const held = past.get(series.minute);
+      if (held === undefined) {
+        past.set(series.minute, { ...series, latency: series.latency.takeCopy(), upstream: series.upstream?.takeCopy() ?? null, past: null });
+      } else {
+        held.latency.merge(series.latency);
+        if (series.upstream !== null) (held.upstream ??= new Bins()).merge(series.upstream);
+      }
+      series.minute = minute;
+      takeDimensions(series, e);
+      return series;
+    }
+    let earlier = past.get(minute);
+    if (earlier === undefined) {
+      earlier = { ...series, minute, latency: new Bins(), upstream: null, past: null };
+      takeDimensions(earlier, e);
+      past.set(minute, earlier);
+    }
+    return earlier;
   };
 
   const count = (minute: number, e: UsageEvent): void => {
@@ -286,12 +327,10 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
       series = seriesOf(key, e);
       lastSeries.set(key, series);
     }
-    if (series.minute !== minute || series.accountId !== e.accountId || series.environment !== e.environment || series.applicationId !== e.applicationId) {
-      rollOver(series, minute, e);
-    }
     series.generation = generation;
-    if (series.latency.add(binOf(e.latencyMs))) pendingCounters++;
-    if (e.upstreamMs !== null && (series.upstream ??= new Bins()).add(binOf(e.upstreamMs))) pendingCounters++;
+    const into = series.minute === minute ? series : forMinute(series, minute, e);
+    if (into.latency.add(binOf(e.latencyMs))) pendingCounters++;
+    if (e.upstreamMs !== null && (into.upstream ??= new Bins()).add(binOf(e.upstreamMs))) pendingCounters++;
   };
 
   const offer = (e: UsageEvent): void => {
@@ -306,8 +345,6 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
 
   /** Swaps out what was gathered and turns it into one batch: minutes rolled up into hours and days. */
   const takeBatch = (): AnalyticsBatch => {
-    const done = retired;
-    retired = [];
     pendingCounters = 0;
     offered = 0;
     const rows = new Map<string, UsageAggregate>();
@@ -329,12 +366,15 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
       emit(s, "latency", s.latency);
       if (s.upstream !== null) emit(s, "upstream", s.upstream);
     };
-    for (const s of done) take(s);
     // Series idle for the whole interval just ended are let go; the others are emptied for the next.
     for (const [key, byApi] of counters) {
       for (const [api, byCode] of byApi) {
         for (const [code, s] of byCode) {
           take(s);
+          if (s.past !== null) {
+            for (const earlier of s.past.values()) take(earlier);
+            s.past = null;
+          }
           if (s.generation < generation) {
             byCode.delete(code);
             seriesHeld--;

@@ -153,6 +153,8 @@ describe("usage pipeline", () => {
     };
     let i = 0;
     for (const round of [0, 1, 2, 3]) {
+      /** The round's distinct minute counters: what the pipeline may hold, however events interleave. */
+      const distinct = new Set<string>();
       // Keys 0–19 in every round; 20–39 only in rounds 0 and 2 (idle through a whole flush between).
       for (let n = 0; n < 2000; n++, i++) {
         const k = round % 2 === 1 ? n % 20 : n % 40;
@@ -164,7 +166,10 @@ describe("usage pipeline", () => {
           note(period, e, "latency", e.latencyMs);
           if (e.upstreamMs !== null) note(period, e, "upstream", e.upstreamMs);
         }
+        distinct.add(`${minute}|${e.keyId}|${e.code}|latency|${binOf(e.latencyMs)}`);
+        if (e.upstreamMs !== null) distinct.add(`${minute}|${e.keyId}|${e.code}|upstream|${binOf(e.upstreamMs)}`);
       }
+      assert.equal(pipeline.stats().pendingCounters, distinct.size, "one counter per distinct (minute, key, code, metric, bin), with minutes interleaved");
       // One series per key: event() gives each of these keys a single code.
       const before = pipeline.stats().series;
       await pipeline.flush();
