@@ -494,12 +494,15 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     nextCursor: rows.length > limit ? rows[limit - 1]!.id : null,
   });
   const pageLimit = (limit: number | undefined): number => Math.min(Math.max(limit ?? 50, 1), MAX_PAGE);
+  // Made once and handed to analytics with each request, rather than a closure per verification.
+  const check = (request: VerifyRequest, now: number): Verdict | Promise<Verdict> => verifier.check(request, now);
+  const verifyToken = (input: VerifyTokenInput): Promise<Verdict> => (tokenService ?? noTokens()).verify(input);
 
   return {
     config, store, apis, clock,
     analytics,
-    verifyKey: (request, context) => analytics.observe(request.api, request.ip, context, (now) => verifier.check(request, now)),
-    verifyKeyNow: (request, context) => analytics.observeNow(request.api, request.ip, context, (now) => verifier.check(request, now)),
+    verifyKey: (request, context) => analytics.observe(request, context, check),
+    verifyKeyNow: (request, context) => analytics.observeNow(request, context, check),
     accounts: {
       async create(input) {
         const now = clock.now();
@@ -704,7 +707,7 @@ export async function createKeygate(options: CreateKeygateOptions): Promise<Keyg
     },
     tokens: {
       issue: (input) => (tokenService ?? noTokens()).issue(input),
-      verify: (input) => analytics.observe(input.api, input.ip, undefined, () => (tokenService ?? noTokens()).verify(input)),
+      verify: (input) => analytics.observe(input, undefined, verifyToken),
       jwks: async () => (signing ? signing.jwks() : { keys: [] }),
       signingKeys: {
         list: async () => (signing ? signing.list() : []),

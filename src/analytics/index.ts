@@ -5,7 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { KeygateError } from "../lib/errors.js";
-import { isPromise, promised } from "../lib/promise.js";
+import { isPromise } from "../lib/promise.js";
 import type { Clock } from "../lib/clock.js";
 import type { RateLimiter } from "../limits/types.js";
 import type { Store, UsageDelta, UsageFilter } from "../store/types.js";
@@ -37,6 +37,12 @@ export interface ExpectedVerification {
   attach(event: UsageEvent): void;
 }
 
+/** What a verification is of, as its event records it. */
+export interface Observed {
+  api: string;
+  ip?: string | undefined;
+}
+
 /**
  * `keygate.analytics`.
  *
@@ -54,9 +60,9 @@ export interface Analytics extends AnalyticsQueries {
    * `tokens.verify`. Infrastructure failures (5xx) are recorded too, with their error code.
    * `run` gets the time the event is recorded at (the clock is read once per verification).
    */
-  observe(api: string, ip: string | undefined, context: VerifyContext | undefined, run: (now: number) => Verdict | Promise<Verdict>): Promise<Verdict>;
+  observe<I extends Observed>(input: I, context: VerifyContext | undefined, run: (input: I, now: number) => Verdict | Promise<Verdict>): Promise<Verdict>;
   /** `observe` without the promise when `run` answers synchronously; throws what `run` throws. */
-  observeNow(api: string, ip: string | undefined, context: VerifyContext | undefined, run: (now: number) => Verdict | Promise<Verdict>): Verdict | Promise<Verdict>;
+  observeNow<I extends Observed>(input: I, context: VerifyContext | undefined, run: (input: I, now: number) => Verdict | Promise<Verdict>): Verdict | Promise<Verdict>;
   /**
    * Announces that the next verification, started synchronously after this call (as
    * `authenticateRequest` does), belongs to an HTTP request; see `trackVerification` in
@@ -155,14 +161,15 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
     throw error;
   };
 
-  function observeNow(api: string, ip: string | undefined, context: VerifyContext | undefined, run: (now: number) => Verdict | Promise<Verdict>): Verdict | Promise<Verdict> {
+  function observeNow<I extends Observed>(input: I, context: VerifyContext | undefined, run: (input: I, now: number) => Verdict | Promise<Verdict>): Verdict | Promise<Verdict> {
+    const { api, ip } = input;
     const target: ExpectedVerification | VerifyContext | null = context ?? expected;
     expected = null;
     const at = clock.now();
     const started = performance.now();
     let outcome: Verdict | Promise<Verdict>;
     try {
-      outcome = run(at);
+      outcome = run(input, at);
     } catch (e) {
       return settleError(e, at, api, ip, target, started);
     }
@@ -176,7 +183,15 @@ export function createAnalytics(options: CreateAnalyticsOptions): Analytics {
     ...queries,
     settings,
     record,
-    observe: (api, ip, context, run) => promised(() => observeNow(api, ip, context, run)),
+    // Without `promised` and its closure: this runs for every verifyKey call.
+    observe(input, context, run) {
+      try {
+        const outcome = observeNow(input, context, run);
+        return isPromise(outcome) ? outcome : Promise.resolve(outcome);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
     observeNow,
     expect(request) {
       expected = request;
