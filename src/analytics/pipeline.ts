@@ -99,11 +99,13 @@ class Bins {
     return true;
   }
 
-  /** Adds another's counts to these, and empties it. */
-  merge(other: Bins): void {
+  /** Adds another's counts to these, and empties it; returns how many of its bins these had already. */
+  merge(other: Bins): number {
     const pairs = other.pairs;
-    for (let i = 0; i < 2 * other.used; i += 2) this.add(pairs[i]!, pairs[i + 1]!);
+    let shared = 0;
+    for (let i = 0; i < 2 * other.used; i += 2) if (!this.add(pairs[i]!, pairs[i + 1]!)) shared++;
     other.used = 0;
+    return shared;
   }
 
   /** A copy holding the same counts, and this one emptied. */
@@ -168,7 +170,7 @@ class LogColumns {
   private latencyMs = new Float64Array(0);
   /** -1 for none. */
   private upstreamMs = new Float64Array(0);
-  private status = new Int32Array(0);
+  private status = new Float64Array(0);
   private readonly api: string[] = [];
   private readonly keyId: (string | null)[] = [];
   private readonly accountId: (string | null)[] = [];
@@ -183,6 +185,10 @@ class LogColumns {
 
   constructor(private readonly capacity: number) {}
 
+  private strings(): Array<Array<string | null>> {
+    return [this.api, this.keyId, this.accountId, this.applicationId, this.environment, this.code, this.method, this.path, this.ip, this.requestId, this.source];
+  }
+
   /** Appends (i = size) or, once full, replaces the log in slot i. */
   put(i: number, e: UsageEvent): void {
     if (i === this.size) {
@@ -191,7 +197,7 @@ class LogColumns {
     }
     this.at[i] = e.at;
     this.latencyMs[i] = e.latencyMs;
-    this.upstreamMs[i] = e.upstreamMs === null ? -1 : e.upstreamMs;
+    this.upstreamMs[i] = e.upstreamMs === null ? -1 : Math.max(0, e.upstreamMs);
     this.status[i] = e.status;
     this.api[i] = e.api;
     this.keyId[i] = e.keyId;
@@ -220,24 +226,33 @@ class LogColumns {
         upstreamUs: upstream < 0 ? null : toMicros(upstream), ip: this.ip[i]!, requestId: this.requestId[i]!, source: this.source[i]!,
       };
     }
-    for (const column of [this.api, this.keyId, this.accountId, this.applicationId, this.environment, this.code, this.method, this.path, this.ip, this.requestId, this.source]) {
-      column.fill(null as never, 0, n);
-    }
+    for (const column of this.strings()) column.fill(null, 0, n);
     this.size = 0;
+    if (4 * n < this.room && this.room > 64) this.shrink();
     return out;
   }
 
   private grow(): void {
     this.room = Math.min(this.capacity, Math.max(64, this.room * 2));
-    const widen = <T extends Float64Array | Int32Array>(old: T, make: (n: number) => T): T => {
-      const next = make(this.room);
+    const widen = (old: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> => {
+      const next = new Float64Array(this.room);
       next.set(old);
       return next;
     };
-    this.at = widen(this.at, (n) => new Float64Array(n));
-    this.latencyMs = widen(this.latencyMs, (n) => new Float64Array(n));
-    this.upstreamMs = widen(this.upstreamMs, (n) => new Float64Array(n));
-    this.status = widen(this.status, (n) => new Int32Array(n));
+    this.at = widen(this.at);
+    this.latencyMs = widen(this.latencyMs);
+    this.upstreamMs = widen(this.upstreamMs);
+    this.status = widen(this.status);
+  }
+
+  /** Half the room, for columns that a burst grew and a quieter interval used a quarter of; empty columns only. */
+  private shrink(): void {
+    this.room = Math.max(64, this.room >> 1);
+    this.at = new Float64Array(this.room);
+    this.latencyMs = new Float64Array(this.room);
+    this.upstreamMs = new Float64Array(this.room);
+    this.status = new Float64Array(this.room);
+    for (const column of this.strings()) if (column.length > this.room) column.length = this.room;
   }
 }
 
@@ -304,8 +319,10 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
       if (held === undefined) {
         past.set(series.minute, { ...series, latency: series.latency.takeCopy(), upstream: series.upstream?.takeCopy() ?? null, past: null });
       } else {
-        held.latency.merge(series.latency);
-        if (series.upstream !== null) (held.upstream ??= new Bins()).merge(series.upstream);
+        // Not expected (a minute the series held is set aside once, when it moves on), but
+        // should it happen, the counts add up and each shared bin stays one counter.
+        pendingCounters -= held.latency.merge(series.latency);
+        if (series.upstream !== null) pendingCounters -= (held.upstream ??= new Bins()).merge(series.upstream);
       }
       series.minute = minute;
       takeDimensions(series, e);
@@ -343,6 +360,28 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     if (j < settings.maxQueue) logs.put(j, e);
   };
 
+  /**
+   * Ends an interval: hands every series held to `visit` (to be emptied), lets go of those idle
+   * through the whole interval, and starts the next.
+   */
+  const turnOver = (visit: (s: Series) => void): void => {
+    for (const [key, byApi] of counters) {
+      for (const [api, byCode] of byApi) {
+        for (const [code, s] of byCode) {
+          visit(s);
+          if (s.generation < generation) {
+            byCode.delete(code);
+            seriesHeld--;
+            if (lastSeries.get(key) === s) lastSeries.delete(key);
+          }
+        }
+        if (byCode.size === 0) byApi.delete(api);
+      }
+      if (byApi.size === 0) counters.delete(key);
+    }
+    generation++;
+  };
+
   /** Swaps out what was gathered and turns it into one batch: minutes rolled up into hours and days. */
   const takeBatch = (): AnalyticsBatch => {
     pendingCounters = 0;
@@ -366,26 +405,13 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
       emit(s, "latency", s.latency);
       if (s.upstream !== null) emit(s, "upstream", s.upstream);
     };
-    // Series idle for the whole interval just ended are let go; the others are emptied for the next.
-    for (const [key, byApi] of counters) {
-      for (const [api, byCode] of byApi) {
-        for (const [code, s] of byCode) {
-          take(s);
-          if (s.past !== null) {
-            for (const earlier of s.past.values()) take(earlier);
-            s.past = null;
-          }
-          if (s.generation < generation) {
-            byCode.delete(code);
-            seriesHeld--;
-            if (lastSeries.get(key) === s) lastSeries.delete(key);
-          }
-        }
-        if (byCode.size === 0) byApi.delete(api);
+    turnOver((s) => {
+      take(s);
+      if (s.past !== null) {
+        for (const earlier of s.past.values()) take(earlier);
+        s.past = null;
       }
-      if (byApi.size === 0) counters.delete(key);
-    }
-    generation++;
+    });
     const now = clock.now();
     // Unique without a random draw per log: one random tag per batch and a sequence number.
     const written = logs.take(randomString(BASE62, 10));
@@ -397,7 +423,11 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
       await store.recordAnalytics(retry);
       retry = null;
     }
-    if (pendingCounters === 0 && logs.size === 0) return;
+    if (pendingCounters === 0 && logs.size === 0) {
+      // Nothing to write; an interval has still passed, and series idle through it are let go.
+      if (seriesHeld > 0) turnOver(() => {});
+      return;
+    }
     retry = takeBatch();
     await store.recordAnalytics(retry);
     retry = null;

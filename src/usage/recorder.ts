@@ -52,7 +52,8 @@ export function createUsageRecorder(store: Store, intervalMs: number, onError: (
   };
 
   const flushOnce = async (): Promise<void> => {
-    if (waiting === 0) return;
+    // Runs over the keys held even when none waits: an interval has passed, and the idle are let go.
+    if (counts.size === 0) return;
     const batch: UsageDelta[] = [];
     for (const [keyId, d] of counts) {
       if (d.count > 0) {
@@ -64,6 +65,7 @@ export function createUsageRecorder(store: Store, intervalMs: number, onError: (
     }
     waiting = 0;
     generation++;
+    if (batch.length === 0) return;
     try {
       await store.recordUsage(batch);
     } catch (e) {

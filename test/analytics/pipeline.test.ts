@@ -140,6 +140,16 @@ describe("usage pipeline", () => {
     assert.deepEqual(new Map([...got].sort()), new Map([...want].sort()));
   });
 
+  test("a negative upstream time is logged as 0, as its counter bins it, and a status as given", async () => {
+    const store = createMemoryStore();
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings(), onError: unexpected, timers: false });
+    pipeline.record(event(1, { upstreamMs: -5, status: 499 }));
+    pipeline.record(event(2, { upstreamMs: null, status: 200 }));
+    await pipeline.flush();
+    const logs = await store.listRequestLogs({ limit: 10 });
+    assert.deepEqual(logs.map((l) => [l.requestId, l.upstreamUs, l.status]).sort(), [["req_1", 0, 499], ["req_2", null, 200]]);
+  });
+
   test("counters kept from flush to flush stay exact per minute, bin and metric, as keys go idle and come back", async () => {
     // A series outlives the flush that empties it while its key is in use, and is let go after
     // a whole interval without events; neither may lose, repeat or misfile a count.
@@ -177,6 +187,10 @@ describe("usage pipeline", () => {
       // An odd round's flush lets go of keys 20–39, idle through it; the next round takes them up again.
       assert.deepEqual([before, pipeline.stats().series], [40, round % 2 === 1 ? 20 : 40], `round ${round}`);
     }
+    // With no traffic at all, the flush that ends an idle interval still lets every series go.
+    assert.equal(pipeline.stats().series, 20);
+    await pipeline.flush();
+    assert.equal(pipeline.stats().series, 0, "idle through a whole interval, with nothing to write");
     const got = new Map<string, number>();
     for (const period of ["minute", "hour", "day"] as const) {
       const rows = await store.queryUsage({ period, from: T0 - 86_400_000, to: T0 + 86_400_000, groupBy: "key", limit: 1_000_000 });
