@@ -28,7 +28,28 @@ export interface SqlDialectHooks {
    * (a dialect with a cheaper way to write many small rows).
    */
   insertRequestLogs?(logs: RequestLog[]): Promise<void>;
+  /**
+   * Adds aggregate rows to the stored counts (upsert-add), in place of the Kysely statements.
+   * Called inside the transaction that claims the batch id, on the connection it holds, so
+   * it commits or rolls back with it; synchronous, as that connection is (SQLite).
+   */
+  upsertAggregates?(rows: AggregateRow[]): void;
   close(): Promise<void>;
+}
+
+/** One row of `usage_aggregates` as written: the counts to add to it. */
+export interface AggregateRow {
+  period: string;
+  bucket_start: number;
+  api: string;
+  key_id: string;
+  account_id: string;
+  application_id: string;
+  environment: string;
+  code: string;
+  metric: string;
+  bin: number;
+  count: number;
 }
 
 const num = (v: number | string): number => (typeof v === "string" ? Number(v) : v);
@@ -339,7 +360,7 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
 
 /** Rows per statement: under every driver's bound-parameter limit (16 columns × 500). */
 const ANALYTICS_CHUNK = 500;
-const AGGREGATE_KEY = ["period", "bucket_start", "api", "key_id", "code", "metric", "bin"] as const;
+export const AGGREGATE_KEY = ["period", "bucket_start", "api", "key_id", "code", "metric", "bin"] as const;
 const GROUP_COLUMNS = { key: "key_id", application: "application_id", account: "account_id", api: "api" } as const;
 
 /** Primary-key order, so that concurrent flushes of several nodes lock rows in one order and never deadlock. */
@@ -382,10 +403,14 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
         const claimed = await trx.insertInto("analytics_batches").values({ id: batch.id, at: batch.at })
           .onConflict((oc) => oc.column("id").doNothing()).executeTakeFirst();
         if (Number(claimed.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-        const rows = [...batch.aggregates].sort(byAggregateKey).map((a) => ({
+        const rows = [...batch.aggregates].sort(byAggregateKey).map((a): AggregateRow => ({
           period: a.period, bucket_start: a.bucketStart, api: a.api, key_id: a.keyId ?? "", account_id: a.accountId ?? "",
           application_id: a.applicationId ?? "", environment: a.environment ?? "", code: a.code, metric: a.metric, bin: a.bin, count: a.count,
         }));
+        if (hooks.upsertAggregates) {
+          hooks.upsertAggregates(rows);
+          return true;
+        }
         for (let i = 0; i < rows.length; i += ANALYTICS_CHUNK) {
           await trx.insertInto("usage_aggregates").values(rows.slice(i, i + ANALYTICS_CHUNK))
             .onConflict((oc) => oc.columns([...AGGREGATE_KEY]).doUpdateSet((eb) => ({ count: eb("usage_aggregates.count", "+", eb.ref("excluded.count")) })))
