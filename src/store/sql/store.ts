@@ -5,7 +5,7 @@ import type { Account, Application, KeyPatch, KeyRecord, Store } from "../types.
 import type { AnalyticsBatch, RequestLog, UsageAggregate, UsageQueryRow } from "../types.js";
 import { createMigrationProvider } from "./migrations.js";
 import type { SqlDialectName } from "./migrations.js";
-import type { AccountsTable, ApplicationsTable, KeygateDatabase, KeysTable } from "./schema.js";
+import type { AccountsTable, ApplicationsTable, KeygateDatabase, KeysTable, UsageAggregatesTable } from "./schema.js";
 import type { RequestLogsTable } from "./schema.js";
 import type { PortalSessionsTable, PortalUsersTable } from "./schema.js";
 import type { PortalSession, PortalUser } from "../types.js";
@@ -38,19 +38,7 @@ export interface SqlDialectHooks {
 }
 
 /** One row of `usage_aggregates` as written: the counts to add to it. */
-export interface AggregateRow {
-  period: string;
-  bucket_start: number;
-  api: string;
-  key_id: string;
-  account_id: string;
-  application_id: string;
-  environment: string;
-  code: string;
-  metric: string;
-  bin: number;
-  count: number;
-}
+export type AggregateRow = Insertable<UsageAggregatesTable>;
 
 const num = (v: number | string): number => (typeof v === "string" ? Number(v) : v);
 const numOrNull = (v: number | string | null): number | null => (v === null ? null : num(v));
