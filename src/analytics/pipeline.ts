@@ -1,6 +1,7 @@
 import { BASE62, randomString, toBase62 } from "../keys/alphabet.js";
 import type { Clock } from "../lib/clock.js";
-import type { AnalyticsBatch, LatencyMetric, RequestLog, Store, UsageAggregate, UsageDimensions, UsagePeriod } from "../store/types.js";
+import { PERIOD_MS } from "../store/aggregates.js";
+import type { AnalyticsBatch, LatencyMetric, RequestLog, Store, UsageCounters, UsageDimensions } from "../store/types.js";
 import { toMicros } from "./events.js";
 import type { UsageEvent } from "./events.js";
 import { binOf } from "./histogram.js";
@@ -24,9 +25,8 @@ export const ANALYTICS_DEFAULTS: Readonly<AnalyticsSettings> = {
   minuteRetentionDays: 7, hourRetentionDays: 90, dayRetentionDays: 0, pruneIntervalMs: 3_600_000, heartbeatSeconds: 15,
 };
 
-export const PERIOD_MS: Readonly<Record<UsagePeriod, number>> = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
+export { PERIOD_MS };
 const DAY_MS = PERIOD_MS.day;
-const PERIODS = ["minute", "hour", "day"] as const;
 /** Applied batch ids are remembered this long: far longer than any batch waits for its retry. */
 const BATCH_ID_RETENTION_MS = 7 * DAY_MS;
 
@@ -49,8 +49,8 @@ export interface PipelineStats {
 /**
  * The write side of analytics. `record` is synchronous and O(1): it adds one to an in-memory
  * counter per (minute, key, code, latency bin) and offers the event to a bounded raw-log queue.
- * A timer writes both as one batch per `flushIntervalMs`; minute counters are rolled up into
- * hour and day counters then, and the store adds them to what it has (upsert-add).
+ * A timer writes both as one batch per `flushIntervalMs`: the minute counters, one object per
+ * (minute, key, code, metric), which the store adds to its minute, hour and day rows (upsert-add).
  *
  * Memory is bounded by distinct counters, never by requests: a flood of one key adds to the
  * same few counters. Raw logs beyond `maxQueue` per interval are reservoir-sampled, so what is
@@ -137,7 +137,6 @@ type Counters = Map<string, Map<string, Map<string, Series>>>;
 
 const hasCounts = (s: Series): boolean => s.latency.used > 0 || (s.upstream !== null && s.upstream.used > 0);
 
-const SEP = "\u0000";
 
 /**
  * The raw logs waiting for the next flush, one column per field instead of one array of
@@ -369,23 +368,17 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     generation++;
   };
 
-  /** Swaps out what was gathered and turns it into one batch: minutes rolled up into hours and days. */
+  /** Swaps out what was gathered and turns it into one batch: the counters of each series and minute. */
   const takeBatch = (): AnalyticsBatch => {
     pendingCounters = 0;
     offered = 0;
-    const rows = new Map<string, UsageAggregate>();
-    const add = (period: UsagePeriod, minute: number, s: Series, metric: LatencyMetric, bin: number, count: number): void => {
-      const start = minute - (minute % PERIOD_MS[period]);
-      const id = [period, start, s.api, s.keyId ?? "", s.code, metric, bin].join(SEP);
-      const cur = rows.get(id);
-      if (cur) cur.count += count;
-      else rows.set(id, { period, bucketStart: start, api: s.api, keyId: s.keyId, accountId: s.accountId, applicationId: s.applicationId, environment: s.environment, code: s.code, metric, bin, count });
-    };
+    const counters: UsageCounters[] = [];
     const emit = (s: Series, metric: LatencyMetric, bins: Bins): void => {
-      const pairs = bins.pairs;
-      for (let i = 0; i < 2 * bins.used; i += 2) {
-        for (const period of PERIODS) add(period, s.minute, s, metric, pairs[i]!, pairs[i + 1]!);
-      }
+      if (bins.used === 0) return;
+      counters.push({
+        api: s.api, keyId: s.keyId, accountId: s.accountId, applicationId: s.applicationId, environment: s.environment, code: s.code,
+        minute: s.minute, metric, bins: bins.pairs.slice(0, 2 * bins.used),
+      });
       bins.used = 0;
     };
     const take = (s: Series): void => {
@@ -402,7 +395,7 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     const now = clock.now();
     // Unique without a random draw per log: one random tag per batch and a sequence number.
     const written = logs.take(randomString(BASE62, 10));
-    return { id: `bat_${toBase62(now, 8)}${randomString(BASE62, 14)}`, at: now, aggregates: [...rows.values()], logs: written };
+    return { id: `bat_${toBase62(now, 8)}${randomString(BASE62, 14)}`, at: now, counters, logs: written };
   };
 
   const flushOnce = async (): Promise<void> => {

@@ -169,7 +169,7 @@ export interface Store {
   compareAndSetSetting(name: string, expected: string | null, value: string): Promise<boolean>;
 
   /**
-   * Adds a batch's aggregate counters to the stored ones (upsert-add, exact across nodes) and
+   * Adds a batch's counters to the stored minute, hour and day rows (upsert-add, exact across nodes) and
    * inserts its raw logs. Idempotent by `batch.id`: a batch retried after a failure whose commit
    * may have happened is not counted twice. False when the batch had been applied already.
    */
@@ -220,18 +220,21 @@ export interface UsageDimensions {
 }
 
 /**
- * One usage counter: `count` events of one key (null: none identified) with one outcome `code`
- * whose `metric` fell into latency bin `bin` (see src/analytics/histogram.ts) during one bucket.
- * Every event adds one to exactly one `latency` row, so a bucket's requests are the sum of its
- * latency rows. Account, application and environment follow from the key.
+ * The counts of one minute of one (API, key, outcome `code`, `metric`), as a flush hands them
+ * to the store: `bins` holds `[bin, count]` pairs (latency bins, see src/analytics/histogram.ts;
+ * a bin at most once). The store adds each count to the row of that minute and to the rows of
+ * the hour and the UTC day the minute falls in (`eachAggregate` in src/store/aggregates.ts), so
+ * that a flush hands over one object per series rather than three rows per bin. Every event
+ * adds one to exactly one `latency` count, so a bucket's requests are the sum of its latency
+ * rows. Account, application and environment follow from the key; a stored row keeps those of
+ * the first counts added to it.
  */
-export interface UsageAggregate extends UsageDimensions {
-  period: UsagePeriod;
-  /** Epoch ms, a multiple of the period's length. */
-  bucketStart: number;
+export interface UsageCounters extends UsageDimensions {
+  /** Epoch ms, a multiple of 60,000. */
+  minute: number;
   metric: LatencyMetric;
-  bin: number;
-  count: number;
+  /** `[bin, count, bin, count, …]`, counts ≥ 1. */
+  bins: number[];
 }
 
 /** One request as the raw log keeps it: everything but the secret. Latencies in microseconds. */
@@ -256,7 +259,7 @@ export interface AnalyticsBatch {
   /** Unique per batch and kept on retries: the store applies a batch id once. */
   id: string;
   at: number;
-  aggregates: UsageAggregate[];
+  counters: UsageCounters[];
   logs: RequestLog[];
 }
 

@@ -17,7 +17,7 @@ import { createSqliteStore } from "../../src/store/sqlite/index.js";
 import { createPostgresStore } from "../../src/store/postgres/index.js";
 import { createTestDatabase, PG_SKIP } from "../support/scale-out.js";
 import type { Account, Application, KeyPatch, KeyRecord, Store } from "../../src/store/types.js";
-import type { AnalyticsBatch, RequestLog, UsageAggregate, UsageQuery, UsageQueryRow } from "../../src/store/types.js";
+import type { AnalyticsBatch, RequestLog, UsageCounters, UsageQuery, UsageQueryRow } from "../../src/store/types.js";
 
 /** A store for one test, and how to dispose of it and everything it wrote. */
 interface StoreFixture {
@@ -452,15 +452,16 @@ const MIN = 60_000;
 const HOUR = 3_600_000;
 let batchSerial = 0;
 
-function aggregate(over: Partial<UsageAggregate> = {}): UsageAggregate {
+/** One minute's counts of one series; by default one event in latency bin 40 at minute T. */
+function counters(over: Partial<UsageCounters> = {}): UsageCounters {
   return {
-    period: "minute", bucketStart: T, api: "pay", keyId: "key_1", accountId: "acc_1", applicationId: "app_1", environment: "live",
-    code: "VALID", metric: "latency", bin: 40, count: 1, ...over,
+    minute: T, api: "pay", keyId: "key_1", accountId: "acc_1", applicationId: "app_1", environment: "live",
+    code: "VALID", metric: "latency", bins: [40, 1], ...over,
   };
 }
 
-function batch(aggregates: UsageAggregate[], logs: RequestLog[] = [], id = `bat_${String(++batchSerial).padStart(8, "0")}`): AnalyticsBatch {
-  return { id, at: T, aggregates, logs };
+function batch(counts: UsageCounters[], logs: RequestLog[] = [], id = `bat_${String(++batchSerial).padStart(8, "0")}`): AnalyticsBatch {
+  return { id, at: T, counters: counts, logs };
 }
 
 function requestLog(n: number, over: Partial<RequestLog> = {}): RequestLog {
@@ -482,10 +483,12 @@ for (const [name, make, skip] of ADAPTERS) {
 
   describe(`store conformance (analytics): ${name}`, { skip }, () => {
     test("counters add up across batches; a batch id is applied once", () => run(async (store) => {
-      assert.equal(await store.recordAnalytics(batch([aggregate({ count: 3 }), aggregate({ bin: 41, count: 2 })], [], "bat_a")), true);
-      assert.equal(await store.recordAnalytics(batch([aggregate({ count: 4 })])), true);
-      assert.equal(await store.recordAnalytics(batch([aggregate({ count: 100 })], [requestLog(1)], "bat_a")), false, "a retried batch is skipped");
-      assert.deepEqual(sorted(await store.queryUsage(usageQuery())), ["0|-|VALID|latency|40=7", "0|-|VALID|latency|41=2"]);
+      assert.equal(await store.recordAnalytics(batch([counters({ bins: [40, 3, 41, 2] })], [], "bat_a")), true);
+      assert.equal(await store.recordAnalytics(batch([counters({ bins: [40, 4] })])), true);
+      assert.equal(await store.recordAnalytics(batch([counters({ bins: [40, 100] })], [requestLog(1)], "bat_a")), false, "a retried batch is skipped");
+      for (const period of ["minute", "hour", "day"] as const) {
+        assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period, to: T + 86_400_000 }))), ["0|-|VALID|latency|40=7", "0|-|VALID|latency|41=2"], period);
+      }
       // The logs of a retried batch are written (an earlier attempt may have failed after the
       // counters), each at most once.
       await store.recordAnalytics(batch([], [requestLog(1)], "bat_a"));
@@ -493,23 +496,22 @@ for (const [name, make, skip] of ADAPTERS) {
     }));
 
     test("large counts stay exact", () => run(async (store) => {
-      await store.recordAnalytics(batch([aggregate({ count: 2 ** 40 })]));
-      await store.recordAnalytics(batch([aggregate({ count: 2 ** 40 + 1 })]));
+      await store.recordAnalytics(batch([counters({ bins: [40, 2 ** 40] })]));
+      await store.recordAnalytics(batch([counters({ bins: [40, 2 ** 40 + 1] })]));
       assert.deepEqual((await store.queryUsage(usageQuery())).map((r) => r.count), [2 ** 41 + 1]);
     }));
 
     test("usage is filtered, grouped and bounded by [from, to)", () => run(async (store) => {
       await store.recordAnalytics(batch([
-        aggregate({ count: 1 }),
-        aggregate({ keyId: "key_2", applicationId: null, code: "RATE_LIMITED", count: 2 }),
-        aggregate({ keyId: "key_3", accountId: "acc_2", applicationId: "app_2", environment: "test", count: 4 }),
-        aggregate({ keyId: null, accountId: null, applicationId: null, environment: null, code: "NOT_FOUND", bin: 1, count: 8 }),
-        aggregate({ api: "mail", keyId: "key_4", accountId: "acc_2", applicationId: null, bin: 90, count: 16 }),
-        aggregate({ metric: "upstream", bin: 120, count: 1 }),
-        aggregate({ bucketStart: T + MIN, count: 32 }),
-        aggregate({ bucketStart: T + HOUR, count: 64 }),
-        aggregate({ bucketStart: T - MIN, count: 128 }),
-        aggregate({ period: "hour", count: 256 }),
+        counters(),
+        counters({ keyId: "key_2", applicationId: null, code: "RATE_LIMITED", bins: [40, 2] }),
+        counters({ keyId: "key_3", accountId: "acc_2", applicationId: "app_2", environment: "test", bins: [40, 4] }),
+        counters({ keyId: null, accountId: null, applicationId: null, environment: null, code: "NOT_FOUND", bins: [1, 8] }),
+        counters({ api: "mail", keyId: "key_4", accountId: "acc_2", applicationId: null, bins: [90, 16] }),
+        counters({ metric: "upstream", bins: [120, 1] }),
+        counters({ minute: T + MIN, bins: [40, 32] }),
+        counters({ minute: T + HOUR, bins: [40, 64] }),
+        counters({ minute: T - MIN, bins: [40, 128] }),
       ]));
       assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "account" }))), [
         "0|-|NOT_FOUND|latency|1=8", "0|acc_1|RATE_LIMITED|latency|40=2", "0|acc_1|VALID|latency|40=1", "0|acc_1|VALID|upstream|120=1",
@@ -531,7 +533,14 @@ for (const [name, make, skip] of ADAPTERS) {
       assert.deepEqual(sorted(await store.queryUsage(usageQuery({ applicationId: "app_1", accountId: "acc_1", code: "VALID", to: T + MIN }))), ["0|-|VALID|latency|40=1", "0|-|VALID|upstream|120=1"]);
       assert.deepEqual(await store.queryUsage(usageQuery({ accountId: "acc_1", keyId: "key_3" })), []);
       // Periods are separate series; the bucket at `to` is excluded, the one at `from` included.
-      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour" }))), ["0|-|VALID|latency|40=256"]);
+      // Hours and days hold the sums of their minutes.
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour" }))), [
+        "0|-|NOT_FOUND|latency|1=8", "0|-|RATE_LIMITED|latency|40=2", "0|-|VALID|latency|40=37", "0|-|VALID|latency|90=16", "0|-|VALID|upstream|120=1",
+      ]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour", from: T - HOUR, to: T + 2 * HOUR, code: "VALID", groupBy: "key" }))).filter((r) => r.includes("|40=")), [
+        "-3600000|key_1|VALID|latency|40=128", "0|key_1|VALID|latency|40=33", "0|key_3|VALID|latency|40=4", "3600000|key_1|VALID|latency|40=64",
+      ]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "day", to: T + 86_400_000, keyId: "key_1" }))), ["0|-|VALID|latency|40=97", "0|-|VALID|upstream|120=1"]);
       assert.deepEqual(sorted(await store.queryUsage(usageQuery({ from: T - MIN, to: T, keyId: "key_1" }))), ["-60000|-|VALID|latency|40=128"]);
       // Ungrouped sums over keys; the limit caps rows.
       assert.deepEqual(sorted(await store.queryUsage(usageQuery({ code: "VALID", to: T + MIN }))), [
@@ -567,7 +576,7 @@ for (const [name, make, skip] of ADAPTERS) {
 
     test("a batch of more logs than one statement or transaction takes is stored whole, each log once", () => run(async (store) => {
       const logs = Array.from({ length: 1234 }, (_, i) => requestLog(i + 1));
-      await store.recordAnalytics(batch([aggregate({ count: 1234 })], logs));
+      await store.recordAnalytics(batch([counters({ bins: [40, 1234] })], logs));
       await store.recordAnalytics(batch([], logs.slice(600, 700))); // a retried part adds no copies
       const listed = await store.listRequestLogs({ limit: 1000 });
       assert.equal(listed.length, 1000);
@@ -577,11 +586,9 @@ for (const [name, make, skip] of ADAPTERS) {
     }));
 
     test("prune deletes logs, minute, hour and day buckets and batch ids past their cut-offs", () => run(async (store) => {
-      await store.recordAnalytics(batch([
-        aggregate({ period: "minute", bucketStart: T - MIN }), aggregate({ period: "minute", bucketStart: T }),
-        aggregate({ period: "hour", bucketStart: T - HOUR }), aggregate({ period: "hour", bucketStart: T }),
-        aggregate({ period: "day", bucketStart: T - 86_400_000 }),
-      ], [requestLog(1, { at: T - 1 }), requestLog(2, { at: T })], "bat_old"));
+      // Minute, hour and day buckets a day ago; a minute and an hour ago (that day too); now.
+      await store.recordAnalytics(batch([counters({ minute: T - 86_400_000 }), counters({ minute: T - MIN }), counters({ minute: T })],
+        [requestLog(1, { at: T - 1 }), requestLog(2, { at: T })], "bat_old"));
       await store.pruneAnalytics({ logsBefore: T, minutesBefore: T, hoursBefore: T, daysBefore: null, batchesBefore: T });
       assert.deepEqual((await store.listRequestLogs({ limit: 10 })).map((l) => l.at), [T]);
       assert.deepEqual(sorted(await store.queryUsage(usageQuery({ from: T - HOUR }))), ["0|-|VALID|latency|40=1"]);
@@ -594,10 +601,17 @@ for (const [name, make, skip] of ADAPTERS) {
     }));
 
     test("concurrent batches of several writers add up exactly", () => run(async (store) => {
-      const rows = (n: number) => [aggregate({ count: n }), aggregate({ bin: 41, count: n }), aggregate({ period: "hour", count: n }), aggregate({ keyId: "key_2", count: n })];
+      // Two minutes of one hour in each batch: one hour row gets both (PostgreSQL refuses a
+      // statement that updates a row twice).
+      const rows = (n: number) => [counters({ bins: [40, n, 41, n] }), counters({ minute: T + MIN, bins: [40, n] }), counters({ keyId: "key_2", bins: [40, n] })];
       await Promise.all(Array.from({ length: 12 }, (_, i) => store.recordAnalytics(batch(i % 2 ? rows(1) : [...rows(1)].reverse(), [requestLog(100 + i)]))));
-      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "key" }))), ["0|key_1|VALID|latency|40=12", "0|key_1|VALID|latency|41=12", "0|key_2|VALID|latency|40=12"]);
-      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour" }))), ["0|-|VALID|latency|40=12"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ groupBy: "key" }))), [
+        "0|key_1|VALID|latency|40=12", "0|key_1|VALID|latency|41=12", "0|key_2|VALID|latency|40=12", "60000|key_1|VALID|latency|40=12",
+      ]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "hour" }))), ["0|-|VALID|latency|40=36", "0|-|VALID|latency|41=12"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ period: "day", to: T + 86_400_000, groupBy: "key" }))), [
+        "0|key_1|VALID|latency|40=24", "0|key_1|VALID|latency|41=12", "0|key_2|VALID|latency|40=12",
+      ]);
       assert.equal((await store.listRequestLogs({ limit: 100 })).length, 12);
     }));
   });
@@ -606,8 +620,8 @@ for (const [name, make, skip] of ADAPTERS) {
 describe("memory store: raw request logs are bounded", () => {
   test("it keeps the newest maxRequestLogs logs, drops the earliest written, and still counts every aggregate", async () => {
     const store = createMemoryStore({ maxRequestLogs: 3 });
-    await store.recordAnalytics(batch([aggregate({ count: 2 })], [requestLog(1), requestLog(2)]));
-    await store.recordAnalytics(batch([aggregate({ count: 5 })], [requestLog(3), requestLog(4), requestLog(5)]));
+    await store.recordAnalytics(batch([counters({ bins: [40, 2] })], [requestLog(1), requestLog(2)]));
+    await store.recordAnalytics(batch([counters({ bins: [40, 5] })], [requestLog(3), requestLog(4), requestLog(5)]));
     const ids = (await store.listRequestLogs({ limit: 100 })).map((r) => r.id);
     assert.deepEqual(ids, [requestLog(5).id, requestLog(4).id, requestLog(3).id]);
     assert.equal(await store.getRequestLog(requestLog(1).id), null, "the earliest written log is gone");

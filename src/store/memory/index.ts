@@ -1,7 +1,8 @@
 import { KeygateError } from "../../lib/errors.js";
 import type { RateLimitConfig } from "../../config/schema.js";
 import type { Account, AccountListQuery, AccountPatch, Application, ApplicationListQuery, ApplicationPatch, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
-import type { RequestLog, UsageAggregate, UsageFilter, UsageQueryRow } from "../types.js";
+import type { LatencyMetric, RequestLog, UsageDimensions, UsageFilter, UsagePeriod, UsageQueryRow } from "../types.js";
+import { bucketOf, PERIODS } from "../aggregates.js";
 import type { PortalSession, PortalUser } from "../types.js";
 
 const copy = <T>(v: T): T => structuredClone(v);
@@ -269,9 +270,18 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   };
 }
 
+/** One stored bucket of a series: counts per latency bin, and the dimensions of the first counts added (as a SQL row keeps them). */
+interface Bucket { readonly dims: UsageDimensions; readonly bins: Map<number, number> }
+/** The buckets of one (API, key, code, metric), per period, by start. */
+type SeriesBuckets = { readonly metric: LatencyMetric } & Record<UsagePeriod, Map<number, Bucket>>;
+
 /** The analytics half of the memory store: the same semantics as the SQL one, in maps. */
 function memoryAnalytics(maxRequestLogs: number): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
-  const aggregates = new Map<string, UsageAggregate>();
+  /**
+   * By series rather than by row: a batch brings one object per series and minute, which then
+   * costs one string id and three bucket lookups, not one id per row (three per latency bin).
+   */
+  const series = new Map<string, SeriesBuckets>();
   const logs = new Map<string, RequestLog>();
   const batches = new Map<string, number>();
   const matches = (row: Pick<RequestLog, "api" | "keyId" | "accountId" | "applicationId" | "environment" | "code">, f: UsageFilter): boolean =>
@@ -294,23 +304,37 @@ function memoryAnalytics(maxRequestLogs: number): Pick<Store, "recordAnalytics" 
       }
       if (batches.has(batch.id)) return false;
       batches.set(batch.id, batch.at);
-      for (const a of batch.aggregates) {
-        const id = [a.period, a.bucketStart, a.api, a.keyId ?? "", a.code, a.metric, a.bin].join("\u0000");
-        const cur = aggregates.get(id);
-        if (cur) cur.count += a.count;
-        else aggregates.set(id, { ...a });
+      for (const c of batch.counters) {
+        const id = `${c.api}\u0000${c.keyId ?? ""}\u0000${c.code}\u0000${c.metric}`;
+        let held = series.get(id);
+        if (held === undefined) series.set(id, held = { metric: c.metric, minute: new Map(), hour: new Map(), day: new Map() });
+        let dims: UsageDimensions | null = null;
+        for (const period of PERIODS) {
+          const start = bucketOf(period, c.minute);
+          let bucket = held[period].get(start);
+          if (bucket === undefined) {
+            dims ??= { api: c.api, keyId: c.keyId, accountId: c.accountId, applicationId: c.applicationId, environment: c.environment, code: c.code };
+            held[period].set(start, bucket = { dims, bins: new Map() });
+          }
+          const bins = bucket.bins;
+          for (let i = 0; i < c.bins.length; i += 2) bins.set(c.bins[i]!, (bins.get(c.bins[i]!) ?? 0) + c.bins[i + 1]!);
+        }
       }
       return true;
     },
     async queryUsage(q) {
       const sums = new Map<string, UsageQueryRow>();
-      for (const a of aggregates.values()) {
-        if (a.period !== q.period || a.bucketStart < q.from || a.bucketStart >= q.to || !matches(a, q)) continue;
-        const group = q.groupBy === null ? null : a[dimension[q.groupBy]] || null;
-        const id = [a.bucketStart, group ?? "", a.code, a.metric, a.bin].join("\u0000");
-        const cur = sums.get(id);
-        if (cur) cur.count += a.count;
-        else sums.set(id, { bucketStart: a.bucketStart, group, code: a.code, metric: a.metric, bin: a.bin, count: a.count });
+      for (const held of series.values()) {
+        for (const [start, { dims, bins }] of held[q.period]) {
+          if (start < q.from || start >= q.to || !matches(dims, q)) continue;
+          const group = q.groupBy === null ? null : dims[dimension[q.groupBy]] || null;
+          for (const [bin, count] of bins) {
+            const id = [start, group ?? "", dims.code, held.metric, bin].join("\u0000");
+            const cur = sums.get(id);
+            if (cur) cur.count += count;
+            else sums.set(id, { bucketStart: start, group, code: dims.code, metric: held.metric, bin, count });
+          }
+        }
       }
       const order = (a: UsageQueryRow, b: UsageQueryRow): number =>
         a.bucketStart - b.bucketStart || ((a.group ?? "") < (b.group ?? "") ? -1 : (a.group ?? "") > (b.group ?? "") ? 1 : 0) ||
@@ -328,9 +352,13 @@ function memoryAnalytics(maxRequestLogs: number): Pick<Store, "recordAnalytics" 
     async getRequestLog(id) { const l = logs.get(id); return l ? { ...l } : null; },
     async pruneAnalytics(r) {
       for (const [id, l] of logs) if (l.at < r.logsBefore) logs.delete(id);
-      for (const [id, a] of aggregates) {
-        const before = a.period === "minute" ? r.minutesBefore : a.period === "hour" ? r.hoursBefore : r.daysBefore;
-        if (before !== null && a.bucketStart < before) aggregates.delete(id);
+      const cutOff: Record<UsagePeriod, number | null> = { minute: r.minutesBefore, hour: r.hoursBefore, day: r.daysBefore };
+      for (const [id, held] of series) {
+        for (const period of PERIODS) {
+          const before = cutOff[period];
+          if (before !== null) for (const start of held[period].keys()) if (start < before) held[period].delete(start);
+        }
+        if (held.minute.size === 0 && held.hour.size === 0 && held.day.size === 0) series.delete(id);
       }
       for (const [id, at] of batches) if (at < r.batchesBefore) batches.delete(id);
     },

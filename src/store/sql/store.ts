@@ -2,7 +2,8 @@ import { Migrator, sql } from "kysely";
 import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
 import { KeygateError } from "../../lib/errors.js";
 import type { Account, Application, KeyPatch, KeyRecord, Store } from "../types.js";
-import type { AnalyticsBatch, RequestLog, UsageAggregate, UsageQueryRow } from "../types.js";
+import type { AnalyticsBatch, RequestLog, UsageCounters, UsageQueryRow } from "../types.js";
+import { eachAggregate } from "../aggregates.js";
 import { createMigrationProvider } from "./migrations.js";
 import type { SqlDialectName } from "./migrations.js";
 import type { AccountsTable, ApplicationsTable, KeygateDatabase, KeysTable, UsageAggregatesTable } from "./schema.js";
@@ -29,16 +30,17 @@ export interface SqlDialectHooks {
    */
   insertRequestLogs?(logs: RequestLog[]): Promise<void>;
   /**
-   * Adds aggregate rows to the stored counts (upsert-add), in place of the Kysely statements.
-   * Called inside the transaction that claims the batch id, on the connection it holds, so
-   * it commits or rolls back with it; synchronous, as that connection is (SQLite).
+   * Adds a batch's counters to the stored minute, hour and day rows (upsert-add), in place of
+   * the Kysely statements. Called inside the transaction that claims the batch id, on the
+   * connection it holds, so it commits or rolls back with it; synchronous, as that connection
+   * is (SQLite).
    */
-  upsertAggregates?(rows: AggregateRow[]): void;
+  upsertAggregates?(counters: readonly UsageCounters[]): void;
   close(): Promise<void>;
 }
 
 /** One row of `usage_aggregates` as written: the counts to add to it. */
-export type AggregateRow = Insertable<UsageAggregatesTable>;
+type AggregateRow = Insertable<UsageAggregatesTable>;
 
 const num = (v: number | string): number => (typeof v === "string" ? Number(v) : v);
 const numOrNull = (v: number | string | null): number | null => (v === null ? null : num(v));
@@ -352,9 +354,29 @@ export const AGGREGATE_KEY = ["period", "bucket_start", "api", "key_id", "code",
 const GROUP_COLUMNS = { key: "key_id", application: "application_id", account: "account_id", api: "api" } as const;
 
 /** Primary-key order, so that concurrent flushes of several nodes lock rows in one order and never deadlock. */
-const byAggregateKey = (a: UsageAggregate, b: UsageAggregate): number =>
-  cmp(a.period, b.period) || a.bucketStart - b.bucketStart || cmp(a.api, b.api) || cmp(a.keyId ?? "", b.keyId ?? "") ||
+const byAggregateKey = (a: AggregateRow, b: AggregateRow): number =>
+  cmp(a.period, b.period) || a.bucket_start - b.bucket_start || cmp(a.api, b.api) || cmp(a.key_id, b.key_id) ||
   cmp(a.code, b.code) || cmp(a.metric, b.metric) || a.bin - b.bin;
+
+/**
+ * The rows a batch's counters add to, each once (two minutes of one hour add to one hour row:
+ * PostgreSQL refuses a statement that updates a row twice), in primary-key order.
+ */
+function aggregateRows(counters: readonly UsageCounters[]): AggregateRow[] {
+  const rows = new Map<string, AggregateRow>();
+  eachAggregate(counters, (c, period, start, bin, count) => {
+    const id = [period, start, c.api, c.keyId ?? "", c.code, c.metric, bin].join("\u0000");
+    const row = rows.get(id);
+    if (row !== undefined) row.count += count;
+    else {
+      rows.set(id, {
+        period, bucket_start: start, api: c.api, key_id: c.keyId ?? "", account_id: c.accountId ?? "", application_id: c.applicationId ?? "",
+        environment: c.environment ?? "", code: c.code, metric: c.metric, bin, count,
+      });
+    }
+  });
+  return [...rows.values()].sort(byAggregateKey);
+}
 /** Code-unit order, the same on every node whatever its locale. */
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -391,14 +413,11 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
         const claimed = await trx.insertInto("analytics_batches").values({ id: batch.id, at: batch.at })
           .onConflict((oc) => oc.column("id").doNothing()).executeTakeFirst();
         if (Number(claimed.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-        const rows = [...batch.aggregates].sort(byAggregateKey).map((a): AggregateRow => ({
-          period: a.period, bucket_start: a.bucketStart, api: a.api, key_id: a.keyId ?? "", account_id: a.accountId ?? "",
-          application_id: a.applicationId ?? "", environment: a.environment ?? "", code: a.code, metric: a.metric, bin: a.bin, count: a.count,
-        }));
         if (hooks.upsertAggregates) {
-          hooks.upsertAggregates(rows);
+          hooks.upsertAggregates(batch.counters);
           return true;
         }
+        const rows = aggregateRows(batch.counters);
         for (let i = 0; i < rows.length; i += ANALYTICS_CHUNK) {
           await trx.insertInto("usage_aggregates").values(rows.slice(i, i + ANALYTICS_CHUNK))
             .onConflict((oc) => oc.columns([...AGGREGATE_KEY]).doUpdateSet((eb) => ({ count: eb("usage_aggregates.count", "+", eb.ref("excluded.count")) })))

@@ -3,9 +3,9 @@ import { dirname } from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
-import type { RequestLog, Store } from "../types.js";
+import type { RequestLog, Store, UsageCounters } from "../types.js";
+import { eachAggregate } from "../aggregates.js";
 import { AGGREGATE_KEY, createSqlStore, fromRequestLog } from "../sql/store.js";
-import type { AggregateRow } from "../sql/store.js";
 import type { KeygateDatabase } from "../sql/schema.js";
 
 export interface SqliteStoreOptions {
@@ -43,26 +43,27 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 }
 
 /**
- * Aggregate rows added through one statement prepared once and run per row, inside the
- * transaction the SQL store holds open (this is its connection). With many keys in use a flush
- * writes tens of thousands of rows — minute, hour and day, per key, code and latency bin — and
- * the 500-row upserts Kysely built value by value, which better-sqlite3 then prepared anew,
- * made the process that wrote them spend 32 % of its time in GC pauses
+ * A batch's counters added to the stored rows through one statement prepared once and run per
+ * row, inside the transaction the SQL store holds open (this is its connection), its values
+ * bound by position straight from the counters: no object per row. With many keys in use a
+ * flush adds to tens of thousands of rows — minute, hour and day, per key, code and latency
+ * bin — and the 500-row upserts Kysely built value by value, which better-sqlite3 then
+ * prepared anew, made the process that wrote them spend 32 % of its time in GC pauses
  * (bench/verify-scale.ts, 10,000 keys in turn on SQLite).
  */
-function upsertAggregatesDirectly(sqlite: Database.Database): (rows: AggregateRow[]) => void {
+function upsertAggregatesDirectly(sqlite: Database.Database): (counters: readonly UsageCounters[]) => void {
   let statement: Database.Statement | null = null;
-  return (rows) => {
-    if (rows.length === 0) return;
-    // Prepared on first use: the table exists only once migrate() has run. Bound by name.
-    if (statement === null) {
-      const columns = Object.keys(rows[0]!);
-      statement = sqlite.prepare(
-        `INSERT INTO usage_aggregates (${columns.join(", ")}) VALUES (${columns.map((c) => `@${c}`).join(", ")}) ` +
-        `ON CONFLICT (${AGGREGATE_KEY.join(", ")}) DO UPDATE SET count = usage_aggregates.count + excluded.count`,
-      );
-    }
-    for (const r of rows) statement.run(r);
+  return (counters) => {
+    if (counters.length === 0) return;
+    // Prepared on first use: the table exists only once migrate() has run.
+    statement ??= sqlite.prepare(
+      "INSERT INTO usage_aggregates (period, bucket_start, api, key_id, account_id, application_id, environment, code, metric, bin, count) " +
+      `VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (${AGGREGATE_KEY.join(", ")}) DO UPDATE SET count = usage_aggregates.count + excluded.count`,
+    );
+    const upsert = statement;
+    eachAggregate(counters, (c, period, start, bin, count) => {
+      upsert.run(period, start, c.api, c.keyId ?? "", c.accountId ?? "", c.applicationId ?? "", c.environment ?? "", c.code, c.metric, bin, count);
+    });
   };
 }
 
