@@ -375,6 +375,22 @@ for (const [name, make, skip] of ADAPTERS) {
         assert.equal((await store.getKey(a.id))!.usageCount, 1);
         assert.equal(await store.getKey("key_none"), null);
       }));
+
+      test("concurrent flushes of thousands of keys, in opposite orders, add up exactly", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const keys = Array.from({ length: 2500 }, () => keyRecord("acc_1"));
+        await store.insertKeys(keys);
+        const deltas = keys.map((k, i) => ({ keyId: k.id, count: 1 + (i % 3), lastUsedAt: T + i }));
+        // Four writers at once (several nodes): two in key order, two in reverse.
+        await Promise.all([0, 1, 2, 3].map((w) => store.recordUsage(w % 2 ? [...deltas].reverse() : deltas)));
+        for (const i of [0, 1, 2, 1234, 2499]) {
+          const k = (await store.getKey(keys[i]!.id))!;
+          assert.equal(k.usageCount, 4 * (1 + (i % 3)), `key ${i}`);
+          assert.equal(k.lastUsedAt, T + i);
+        }
+        const total = (await store.listKeys({ accountId: "acc_1", limit: 2500 })).reduce((n, k) => n + k.usageCount, 0);
+        assert.equal(total, 4 * deltas.reduce((n, d) => n + d.count, 0));
+      }));
     });
 
     describe("settings", () => {

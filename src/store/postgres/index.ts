@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import { Kysely, PostgresDialect, sql } from "kysely";
-import type { Store } from "../types.js";
+import type { Store, UsageDelta } from "../types.js";
 import { createSqlStore } from "../sql/store.js";
 import type { KeygateDatabase } from "../sql/schema.js";
 
@@ -60,6 +60,33 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     // ask, not the order they commit. Queuing the (rare) key writes on one lock, taken before
     // anything else so no two transactions can wait on each other, makes the two orders agree.
     serializeChanges: async (trx) => { await sql`select pg_advisory_xact_lock(${KEY_CHANGES_LOCK})`.execute(trx); },
+    recordUsage: (deltas) => recordUsage(db, deltas),
     close: () => db.destroy(),
+  });
+}
+
+/**
+ * One flush's usage counts in two statements whatever their number, instead of one round trip
+ * per key. The keys' rows are locked first, in id order, so that two nodes flushing the same
+ * keys lock them in the same order and cannot deadlock; then one UPDATE joins them to the
+ * deltas, passed as three arrays. Deltas of one key are merged first: an UPDATE … FROM
+ * changes a row once, whatever the number of rows it joins.
+ */
+async function recordUsage(db: Kysely<KeygateDatabase>, deltas: UsageDelta[]): Promise<void> {
+  const merged = new Map<string, UsageDelta>();
+  for (const d of deltas) {
+    const held = merged.get(d.keyId);
+    if (held === undefined) merged.set(d.keyId, { ...d });
+    else { held.count += d.count; held.lastUsedAt = Math.max(held.lastUsedAt, d.lastUsedAt); }
+  }
+  const rows = [...merged.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0));
+  const ids = rows.map((d) => d.keyId);
+  await db.transaction().execute(async (trx) => {
+    await sql`select id from keys where id = any(${ids}::text[]) order by id for update`.execute(trx);
+    await sql`
+      update keys set usage_count = keys.usage_count + d.count,
+        last_used_at = case when keys.last_used_at is null or keys.last_used_at < d.last_used_at then d.last_used_at else keys.last_used_at end
+      from unnest(${ids}::text[], ${rows.map((d) => d.count)}::bigint[], ${rows.map((d) => d.lastUsedAt)}::bigint[]) as d(id, count, last_used_at)
+      where keys.id = d.id`.execute(trx);
   });
 }

@@ -1,7 +1,7 @@
 import { Migrator, sql } from "kysely";
 import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
 import { KeygateError } from "../../lib/errors.js";
-import type { Account, Application, KeyPatch, KeyRecord, Store } from "../types.js";
+import type { Account, Application, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
 import type { AnalyticsBatch, RequestLog, UsageCounters, UsageQueryRow } from "../types.js";
 import { eachAggregate } from "../aggregates.js";
 import { createMigrationProvider } from "./migrations.js";
@@ -36,6 +36,14 @@ export interface SqlDialectHooks {
    * is (SQLite).
    */
   upsertAggregates?(counters: readonly UsageCounters[]): void;
+  /**
+   * Adds usage counts to keys and moves their `last_used_at` forward, in one transaction of
+   * its own: a flush brings one delta per key used since the last one, ten thousand with ten
+   * thousand keys in use, and one Kysely statement built and prepared per key cost ~19 µs
+   * each (SQLite, scratch harness) and one round trip each (PostgreSQL). Each dialect has a
+   * cheaper way: a statement prepared once (SQLite), one statement for all of them (PostgreSQL).
+   */
+  recordUsage(deltas: UsageDelta[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -240,19 +248,7 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
       return row !== undefined;
     },
     async recordUsage(deltas) {
-      if (deltas.length === 0) return;
-      await db.transaction().execute(async (trx) => {
-        for (const d of deltas) {
-          await trx.updateTable("keys")
-            .set({
-              usage_count: sql<number>`usage_count + ${d.count}`,
-              // CASE rather than max()/greatest(), which SQLite and PostgreSQL spell differently.
-              last_used_at: sql<number>`case when last_used_at is null or last_used_at < ${d.lastUsedAt} then ${d.lastUsedAt} else last_used_at end`,
-            })
-            .where("id", "=", d.keyId)
-            .execute();
-        }
-      });
+      if (deltas.length > 0) await hooks.recordUsage(deltas);
     },
 
     async keyChangesSince(cursor, limit) {

@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
-import type { RequestLog, Store, UsageCounters } from "../types.js";
+import type { RequestLog, Store, UsageCounters, UsageDelta } from "../types.js";
 import { eachAggregate } from "../aggregates.js";
 import { AGGREGATE_KEY, createSqlStore, fromRequestLog } from "../sql/store.js";
 import type { KeygateDatabase } from "../sql/schema.js";
@@ -34,6 +34,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   return createSqlStore(db, {
     insertRequestLogs: insertLogsDirectly(db, sqlite),
     upsertAggregates: upsertAggregatesDirectly(sqlite),
+    recordUsage: recordUsageDirectly(db, sqlite),
     kind: "sqlite",
     isUniqueViolation: (e) => typeof e === "object" && e !== null && "code" in e &&
       (e.code === "SQLITE_CONSTRAINT_UNIQUE" || e.code === "SQLITE_CONSTRAINT_PRIMARYKEY"),
@@ -64,6 +65,29 @@ function upsertAggregatesDirectly(sqlite: Database.Database): (counters: readonl
     eachAggregate(counters, (c, period, start, bin, count) => {
       upsert.run(period, start, c.api, c.keyId ?? "", c.accountId ?? "", c.applicationId ?? "", c.environment ?? "", c.code, c.metric, bin, count);
     });
+  };
+}
+
+/**
+ * Usage counts added by one statement prepared once and run per key, in one transaction on
+ * Kysely's connection (`db.connection()`), so it waits for a transaction Kysely has open
+ * instead of landing inside it.
+ */
+function recordUsageDirectly(db: Kysely<KeygateDatabase>, sqlite: Database.Database): (deltas: UsageDelta[]) => Promise<void> {
+  let add: ((deltas: UsageDelta[]) => void) | null = null;
+  const prepare = (): ((deltas: UsageDelta[]) => void) => {
+    // Prepared on first use: the table exists only once migrate() has run.
+    const statement = sqlite.prepare(
+      "UPDATE keys SET usage_count = usage_count + ?, " +
+      // CASE rather than max(), as PostgreSQL's statement spells it too.
+      "last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END WHERE id = ?",
+    );
+    return sqlite.transaction((deltas: UsageDelta[]) => {
+      for (const d of deltas) statement.run(d.count, d.lastUsedAt, d.lastUsedAt, d.keyId);
+    });
+  };
+  return async (deltas) => {
+    await db.connection().execute(async () => { (add ??= prepare())(deltas); });
   };
 }
 
