@@ -616,6 +616,35 @@ for (const [name, make, skip] of ADAPTERS) {
       assert.equal(await store.recordAnalytics(batch([], [], "bat_old")), true);
     }));
 
+    test("hours and days stay exact as their minutes pass, for counts that come late, after pruning and on retries", () => run(async (store) => {
+      const at = (minutes: number) => T + minutes * MIN;
+      const hoursAndDays = async () => [
+        ...sorted(await store.queryUsage(usageQuery({ period: "hour", to: T + 2 * HOUR }))).map((r) => `hour ${r}`),
+        ...sorted(await store.queryUsage(usageQuery({ period: "day", to: T + 86_400_000 }))).map((r) => `day ${r}`),
+      ];
+      const withAt = (b: AnalyticsBatch, when: number): AnalyticsBatch => ({ ...b, at: when });
+      await store.recordAnalytics(withAt(batch([counters({ minute: at(0) }), counters({ minute: at(1), bins: [40, 2] })]), at(1)));
+      assert.deepEqual(await hoursAndDays(), ["hour 0|-|VALID|latency|40=3", "day 0|-|VALID|latency|40=3"]);
+      // Ten minutes on: the first minutes are over (a SQL store rolls them up as time passes).
+      await store.recordAnalytics(withAt(batch([counters({ minute: at(10), bins: [40, 4] })]), at(10)));
+      assert.deepEqual(await hoursAndDays(), ["hour 0|-|VALID|latency|40=7", "day 0|-|VALID|latency|40=7"]);
+      // Counts for minute 0 that come late, in a batch whose id is then retried.
+      const late = withAt(batch([counters({ minute: at(0), bins: [40, 8] })], [], "bat_late"), at(11));
+      await store.recordAnalytics(late);
+      assert.equal(await store.recordAnalytics(late), false);
+      assert.deepEqual(await hoursAndDays(), ["hour 0|-|VALID|latency|40=15", "day 0|-|VALID|latency|40=15"]);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ to: at(2) }))), ["0|-|VALID|latency|40=9", "60000|-|VALID|latency|40=2"]);
+      await store.recordAnalytics(withAt(batch([counters({ minute: at(65), bins: [41, 16] })]), at(65)));
+      for (let i = 0; i < 3; i++) await store.recordAnalytics(withAt(batch([]), at(66 + i)));
+      const expected = ["hour 0|-|VALID|latency|40=15", "hour 3600000|-|VALID|latency|41=16", "day 0|-|VALID|latency|40=15", "day 0|-|VALID|latency|41=16"];
+      assert.deepEqual(await hoursAndDays(), expected);
+      // Minute buckets pruned: their hours and days keep them.
+      await store.pruneAnalytics({ logsBefore: 0, minutesBefore: T + HOUR, hoursBefore: 0, daysBefore: null, batchesBefore: 0 });
+      assert.deepEqual(await store.queryUsage(usageQuery()), []);
+      assert.deepEqual(sorted(await store.queryUsage(usageQuery({ from: T + HOUR, to: T + 2 * HOUR }))), [`${HOUR + 5 * MIN}|-|VALID|latency|41=16`]);
+      assert.deepEqual(await hoursAndDays(), expected);
+    }));
+
     test("concurrent batches of several writers add up exactly", () => run(async (store) => {
       // Two minutes of one hour in each batch: one hour row gets both (PostgreSQL refuses a
       // statement that updates a row twice).

@@ -175,6 +175,33 @@ function migrations(dialect: SqlDialectName): Record<string, Migration> {
       }
     },
   },
+  "0009_analytics_rollups": {
+    // Hour and day rows are rolled up from minute rows once their minutes have passed, rather
+    // than added to by every flush (`rollUp` in store.ts). The one row says how far: every
+    // minute row before (through, through_api, through_key), in the primary key's order, is in
+    // its hour and day. Minute rows written before this migration were added to their hours
+    // and days as they were written: it starts after the latest of them (at 0 on a database
+    // with none). Nodes of an earlier version must not write analytics to a migrated
+    // database, or the minutes they write would count twice.
+    async up(db: Kysely<any>) {
+      if (dialect === "postgres") {
+        // Rolled up in key order, chunk by chunk, and compared with ids in JavaScript: the
+        // columns must sort by bytes, as SQLite's do, not by the database's locale.
+        for (const column of ["api", "key_id"]) {
+          await sql`ALTER TABLE usage_aggregates ALTER COLUMN ${sql.ref(column)} TYPE varchar(64) COLLATE "C"`.execute(db);
+        }
+      }
+      await db.schema.createTable("analytics_rollups")
+        .addColumn("name", "varchar(16)", (c) => c.primaryKey())
+        .addColumn("through", "bigint", (c) => c.notNull())
+        .addColumn("through_api", "varchar(64)", (c) => c.notNull())
+        .addColumn("through_key", "varchar(64)", (c) => c.notNull())
+        .execute();
+      const latest = await db.selectFrom("usage_aggregates").select((eb) => eb.fn.max("bucket_start").as("max")).where("period", "=", "minute").executeTakeFirst();
+      const through = latest?.max === null || latest?.max === undefined ? 0 : Number(latest.max) + 60_000;
+      await db.insertInto("analytics_rollups").values({ name: "minutes", through, through_api: "", through_key: "" }).execute();
+    },
+  },
   };
 }
 

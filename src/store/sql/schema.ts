@@ -108,6 +108,17 @@ export interface AnalyticsBatchesTable {
   at: Millis;
 }
 
+/**
+ * How far minute rows have been rolled up into hours and days (0009_analytics_rollups): one
+ * row, `minutes`; every minute row before (through, through_api, through_key) is.
+ */
+export interface AnalyticsRollupsTable {
+  name: string;
+  through: Millis;
+  through_api: string;
+  through_key: string;
+}
+
 /** Users of the customer portal (0007_portal). */
 export interface PortalUsersTable {
   id: string;
@@ -142,6 +153,7 @@ export interface KeygateDatabase {
   usage_aggregates: UsageAggregatesTable;
   request_logs: RequestLogsTable;
   analytics_batches: AnalyticsBatchesTable;
+  analytics_rollups: AnalyticsRollupsTable;
   key_changes: KeyChangesTable;
   accounts: AccountsTable;
   keys: KeysTable;

@@ -3,7 +3,7 @@ import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
 import { KeygateError } from "../../lib/errors.js";
 import type { Account, Application, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
 import type { AnalyticsBatch, RequestLog, UsageCounters, UsageQueryRow } from "../types.js";
-import { eachAggregate } from "../aggregates.js";
+import { bucketOf, eachAggregate, PERIOD_MS } from "../aggregates.js";
 import { createMigrationProvider } from "./migrations.js";
 import type { SqlDialectName } from "./migrations.js";
 import type { AccountsTable, ApplicationsTable, KeygateDatabase, KeysTable, UsageAggregatesTable } from "./schema.js";
@@ -30,12 +30,13 @@ export interface SqlDialectHooks {
    */
   insertRequestLogs?(logs: RequestLog[]): Promise<void>;
   /**
-   * Adds a batch's counters to the stored minute, hour and day rows (upsert-add), in place of
-   * the Kysely statements. Called inside the transaction that claims the batch id, on the
+   * Adds a batch's counters to the stored minute rows, and to hour and day rows for those
+   * that `toHoursAndDays` accepts, whose minute rows are rolled up already (`eachAggregate`;
+   * the others will be, by `rollUp`), in place of the Kysely statements. Called inside the transaction that claims the batch id, on the
    * connection it holds, so it commits or rolls back with it; synchronous, as that connection
    * is (SQLite).
    */
-  upsertAggregates?(counters: readonly UsageCounters[]): void;
+  upsertAggregates?(counters: readonly UsageCounters[], toHoursAndDays: (c: UsageCounters) => boolean): void;
   /**
    * Adds usage counts to keys and moves their `last_used_at` forward, in one transaction of
    * its own: a flush brings one delta per key used since the last one, ten thousand with ten
@@ -346,6 +347,8 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
 
 /** Rows per statement: under every driver's bound-parameter limit (16 columns × 500). */
 const ANALYTICS_CHUNK = 500;
+/** The one row of `analytics_rollups`. */
+const ROLLUP = "minutes";
 export const AGGREGATE_KEY = ["period", "bucket_start", "api", "key_id", "code", "metric", "bin"] as const;
 const GROUP_COLUMNS = { key: "key_id", application: "application_id", account: "account_id", api: "api" } as const;
 
@@ -358,7 +361,7 @@ const byAggregateKey = (a: AggregateRow, b: AggregateRow): number =>
  * The rows a batch's counters add to, each once (two minutes of one hour add to one hour row:
  * PostgreSQL refuses a statement that updates a row twice), in primary-key order.
  */
-function aggregateRows(counters: readonly UsageCounters[]): AggregateRow[] {
+function aggregateRows(counters: readonly UsageCounters[], toHoursAndDays: (c: UsageCounters) => boolean): AggregateRow[] {
   const rows = new Map<string, AggregateRow>();
   eachAggregate(counters, (c, period, start, bin, count) => {
     const id = [period, start, c.api, c.keyId ?? "", c.code, c.metric, bin].join("\u0000");
@@ -370,7 +373,7 @@ function aggregateRows(counters: readonly UsageCounters[]): AggregateRow[] {
         environment: c.environment ?? "", code: c.code, metric: c.metric, bin, count,
       });
     }
-  });
+  }, toHoursAndDays);
   return [...rows.values()].sort(byAggregateKey);
 }
 /** Code-unit order, the same on every node whatever its locale. */
@@ -393,7 +396,45 @@ function toRequestLog(row: Selectable<RequestLogsTable>): RequestLog {
   };
 }
 
-/** The analytics half of the SQL store; the same statements serve SQLite and PostgreSQL. */
+/**
+ * Minutes are rolled up into their hours and days once this much has passed since they ended:
+ * by then a minute's events have been flushed (a flush a second; a slow request ends a little
+ * after the minute it was verified in), and the few that come later are added to their hours
+ * and days as they come.
+ */
+const ROLLUP_LAG_MS = 2 * PERIOD_MS.minute;
+/**
+ * Minute rows rolled up per transaction: with 10,000 keys in use, a minute has some 300,000
+ * (a few dozen latency bins per key), which rolled up in one statement per period held SQLite's
+ * connection and the event loop for 2-3 s (scratch harness); a chunk takes some 50 ms.
+ */
+const ROLLUP_CHUNK_ROWS = 5000;
+/** Chunks rolled up after one flush, each in a transaction of its own, the event loop let through between. */
+const ROLLUP_CHUNKS_PER_FLUSH = 4;
+
+/** Every minute row before this, in the primary key's order (minute, api, key), is in its hour and day. */
+interface RollupPosition { minute: number; api: string; key: string }
+
+const isRolledUp = (c: UsageCounters, p: RollupPosition): boolean => {
+  if (c.minute !== p.minute) return c.minute < p.minute;
+  const key = c.keyId ?? "";
+  return c.api < p.api || (c.api === p.api && key < p.key);
+};
+
+/**
+ * The analytics half of the SQL store; the same statements serve SQLite and PostgreSQL.
+ *
+ * A flush adds to minute rows; hour and day rows are rolled up from minute rows in SQL once
+ * their minute has passed (`rollUp`), and `analytics_rollups` says how far. With many keys in
+ * use, a flush adds to a few rows per key (one per latency bin hit), and adding each to its
+ * hour and day too tripled the rows written every second (SQLite: some 3-5 µs per row, on the
+ * event loop); rolled up, an hour row is written once per minute with the bins of the whole
+ * minute. Minute rows not rolled up yet are read by hour and day queries (`queryUsage`), so a
+ * query sees every count flushed. Counts for minute rows already rolled up (events recorded
+ * late, a batch retried after an outage) are added to their hours and days directly. On
+ * PostgreSQL, flushes read the position with a shared lock and a rollup takes it exclusively,
+ * so no flush writes a minute row while it is being rolled up.
+ */
 function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
   const insertLogs = hooks.insertRequestLogs ?? (async (logs: RequestLog[]): Promise<void> => {
     for (let i = 0; i < logs.length; i += ANALYTICS_CHUNK) {
@@ -401,6 +442,73 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
         .onConflict((oc) => oc.column("id").doNothing()).execute();
     }
   });
+  /** Where the rollup stood when last read: a flush that finds it current starts no transaction. */
+  let known: RollupPosition = { minute: -Infinity, api: "", key: "" };
+  /** The position as a row value, for statements. */
+  const position = sql`(select through, through_api, through_key from analytics_rollups where name = ${ROLLUP})`;
+  const readPosition = async (trx: Kysely<KeygateDatabase>, lock: "share" | "update"): Promise<RollupPosition> => {
+    let query = trx.selectFrom("analytics_rollups").select(["through", "through_api", "through_key"]).where("name", "=", ROLLUP);
+    if (hooks.kind === "postgres") query = lock === "share" ? query.forShare() : query.forUpdate();
+    const row = await query.executeTakeFirst();
+    known = row === undefined ? { minute: 0, api: "", key: "" } : { minute: num(row.through), api: row.through_api, key: row.through_key };
+    return known;
+  };
+
+  /**
+   * Rolls up the next chunk of minute rows, in primary-key order, if they are of a minute
+   * before `target`: up to ROLLUP_CHUNK_ROWS rows of one minute, whole keys at a time (a key
+   * with more rows than that goes in a chunk of its own). Two statements, one per period,
+   * each adding the chunk's rows summed per hour or day to what is there. True when every
+   * minute before `target` is rolled up.
+   */
+  const rollUpChunk = async (target: number): Promise<boolean> => {
+    if (target <= known.minute) return true;
+    return db.transaction().execute(async (trx) => {
+      const at = await readPosition(trx, "update");
+      if (target <= at.minute) return true;
+      const first = await trx.selectFrom("usage_aggregates").select(["bucket_start", "api", "key_id"])
+        .where("period", "=", "minute").where("bucket_start", "<", target)
+        .where(sql<boolean>`(bucket_start, api, key_id) >= (${at.minute}, ${at.api}, ${at.key})`)
+        .orderBy("bucket_start").orderBy("api").orderBy("key_id").limit(1).executeTakeFirst();
+      let next: RollupPosition;
+      if (first === undefined) next = { minute: target, api: "", key: "" };
+      else {
+        const minute = num(first.bucket_start);
+        const inMinute = trx.selectFrom("usage_aggregates").select(["api", "key_id"]).where("period", "=", "minute").where("bucket_start", "=", minute)
+          .orderBy("api").orderBy("key_id").orderBy("code").orderBy("metric").orderBy("bin").limit(1);
+        let end = await inMinute.where(sql<boolean>`(api, key_id) >= (${first.api}, ${first.key_id})`).offset(ROLLUP_CHUNK_ROWS).executeTakeFirst();
+        if (end !== undefined && end.api === first.api && end.key_id === first.key_id) {
+          end = await inMinute.where(sql<boolean>`(api, key_id) > (${first.api}, ${first.key_id})`).executeTakeFirst();
+        }
+        const upTo = end === undefined ? sql`` : sql`AND (api, key_id) < (${end.api}, ${end.key_id})`;
+        for (const period of ["hour", "day"] as const) {
+          // The size as a literal: PostgreSQL matches the GROUP BY expression to the selected one only if they are written alike.
+          const bucket = sql<number>`bucket_start - (bucket_start % ${sql.lit(PERIOD_MS[period])})`;
+          await sql`
+            INSERT INTO usage_aggregates (period, bucket_start, api, key_id, account_id, application_id, environment, code, metric, bin, count)
+            SELECT ${period}, ${bucket}, api, key_id, MIN(account_id), MIN(application_id), MIN(environment), code, metric, bin, SUM(count)
+            FROM usage_aggregates
+            WHERE period = 'minute' AND bucket_start = ${minute} AND (api, key_id) >= (${first.api}, ${first.key_id}) ${upTo}
+            GROUP BY ${bucket}, api, key_id, code, metric, bin
+            ON CONFLICT (${sql.join(AGGREGATE_KEY.map((c) => sql.ref(c)))}) DO UPDATE SET count = usage_aggregates.count + excluded.count`.execute(trx);
+        }
+        next = end === undefined ? { minute: minute + PERIOD_MS.minute, api: "", key: "" } : { minute, api: end.api, key: end.key_id };
+      }
+      const row = { through: next.minute, through_api: next.api, through_key: next.key };
+      await trx.insertInto("analytics_rollups").values({ name: ROLLUP, ...row }).onConflict((oc) => oc.column("name").doUpdateSet(row)).execute();
+      known = next;
+      return next.minute >= target;
+    });
+  };
+  /** Up to `chunks` chunks, the event loop let through between two. */
+  const rollUp = async (target: number, chunks: number): Promise<boolean> => {
+    for (let i = 0; i < chunks; i++) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      if (await rollUpChunk(target)) return true;
+    }
+    return false;
+  };
+
   return {
     async recordAnalytics(batch: AnalyticsBatch) {
       // Counters and the batch id commit together: a batch whose commit was not acknowledged
@@ -409,11 +517,13 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
         const claimed = await trx.insertInto("analytics_batches").values({ id: batch.id, at: batch.at })
           .onConflict((oc) => oc.column("id").doNothing()).executeTakeFirst();
         if (Number(claimed.numInsertedOrUpdatedRows ?? 0) === 0) return false;
+        const rolled = await readPosition(trx, "share");
+        const toHoursAndDays = (c: UsageCounters): boolean => isRolledUp(c, rolled);
         if (hooks.upsertAggregates) {
-          hooks.upsertAggregates(batch.counters);
+          hooks.upsertAggregates(batch.counters, toHoursAndDays);
           return true;
         }
-        const rows = aggregateRows(batch.counters);
+        const rows = aggregateRows(batch.counters, toHoursAndDays);
         for (let i = 0; i < rows.length; i += ANALYTICS_CHUNK) {
           await trx.insertInto("usage_aggregates").values(rows.slice(i, i + ANALYTICS_CHUNK))
             .onConflict((oc) => oc.columns([...AGGREGATE_KEY]).doUpdateSet((eb) => ({ count: eb("usage_aggregates.count", "+", eb.ref("excluded.count")) })))
@@ -424,16 +534,25 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
       // Logs outside that transaction, so a large batch does not hold the (SQLite: only) connection
       // for long; their ids make a retry insert each one once.
       await insertLogs(batch.logs);
+      // A failure here fails the call: the batch is retried (skipped by its id) and the rollup with it.
+      await rollUp(bucketOf("minute", batch.at) - ROLLUP_LAG_MS, ROLLUP_CHUNKS_PER_FLUSH);
       return fresh;
     },
     async queryUsage(q) {
       const groupColumn = q.groupBy === null ? null : GROUP_COLUMNS[q.groupBy];
+      // Hours and days: their rows, and the minute rows not rolled up into them yet, each
+      // counted in the bucket it falls in (a row of the period itself is its own bucket).
+      const bucket = sql<number>`bucket_start - (bucket_start % ${sql.lit(PERIOD_MS[q.period])})`;
       let query = db.selectFrom("usage_aggregates")
         .select((eb) => [
-          "bucket_start", "code", "metric", "bin", eb.fn.sum<number | string>("count").as("total"),
+          bucket.as("bucket"), "code", "metric", "bin", eb.fn.sum<number | string>("count").as("total"),
           (groupColumn === null ? sql<string>`''` : sql<string>`${sql.ref(groupColumn)}`).as("grp"),
         ])
-        .where("period", "=", q.period).where("bucket_start", ">=", q.from).where("bucket_start", "<", q.to);
+        .where((eb) => (q.period === "minute" ? eb("period", "=", "minute") : eb.or([
+          eb("period", "=", q.period),
+          eb.and([eb("period", "=", "minute"), sql<boolean>`(bucket_start, api, key_id) >= ${position}`]),
+        ])))
+        .where("bucket_start", ">=", q.from).where("bucket_start", "<", q.to);
       if (q.api !== undefined) query = query.where("api", "=", q.api);
       if (q.keyId !== undefined) query = query.where("key_id", "=", q.keyId);
       if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
@@ -441,11 +560,11 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
       if (q.environment !== undefined) query = query.where("environment", "=", q.environment);
       if (q.code !== undefined) query = query.where("code", "=", q.code);
       const grouped = groupColumn === null
-        ? query.groupBy(["bucket_start", "code", "metric", "bin"]).orderBy("bucket_start").orderBy("code").orderBy("metric").orderBy("bin")
-        : query.groupBy(["bucket_start", groupColumn, "code", "metric", "bin"]).orderBy("bucket_start").orderBy(groupColumn).orderBy("code").orderBy("metric").orderBy("bin");
+        ? query.groupBy([bucket, "code", "metric", "bin"]).orderBy("bucket").orderBy("code").orderBy("metric").orderBy("bin")
+        : query.groupBy([bucket, groupColumn, "code", "metric", "bin"]).orderBy("bucket").orderBy(groupColumn).orderBy("code").orderBy("metric").orderBy("bin");
       const rows = await grouped.limit(q.limit).execute();
       return rows.map((r): UsageQueryRow => ({
-        bucketStart: num(r.bucket_start), group: r.grp === "" ? null : r.grp, code: r.code,
+        bucketStart: num(r.bucket), group: r.grp === "" ? null : r.grp, code: r.code,
         metric: r.metric as UsageQueryRow["metric"], bin: Number(r.bin), count: num(r.total),
       }));
     },
@@ -469,7 +588,10 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
     },
     async pruneAnalytics(r) {
       await db.deleteFrom("request_logs").where("at", "<", r.logsBefore).execute();
-      await db.deleteFrom("usage_aggregates").where("period", "=", "minute").where("bucket_start", "<", r.minutesBefore).execute();
+      // Minute rows go once they are in their hours and days: rolled up first if they are not yet.
+      for (let done = false; !done;) done = await rollUp(r.minutesBefore, 100);
+      await db.deleteFrom("usage_aggregates").where("period", "=", "minute").where("bucket_start", "<", r.minutesBefore)
+        .where(sql<boolean>`(bucket_start, api, key_id) < ${position}`).execute();
       await db.deleteFrom("usage_aggregates").where("period", "=", "hour").where("bucket_start", "<", r.hoursBefore).execute();
       if (r.daysBefore !== null) await db.deleteFrom("usage_aggregates").where("period", "=", "day").where("bucket_start", "<", r.daysBefore).execute();
       await db.deleteFrom("analytics_batches").where("at", "<", r.batchesBefore).execute();
