@@ -28,6 +28,14 @@ export const ANALYTICS_DEFAULTS: Readonly<AnalyticsSettings> = {
 export { PERIOD_MS };
 const DAY_MS = PERIOD_MS.day;
 /** Applied batch ids are remembered this long: far longer than any batch waits for its retry. */
+/**
+ * Bins counted per batch: the counters of one flush with many keys in use are written as
+ * several batches, each a transaction of its own with its own id, the event loop let through
+ * between two. SQLite adds each bin to its row on the event loop, some 5 µs a row: with 10,000
+ * keys in use, one batch of ~60,000 held it for ~300 ms every second (scratch harness); one of
+ * 5,000 holds it for some 25 ms.
+ */
+export const BATCH_MAX_BINS = 5000;
 const BATCH_ID_RETENTION_MS = 7 * DAY_MS;
 
 /** What is held in memory and what was given up, for metrics and tests. */
@@ -42,7 +50,7 @@ export interface PipelineStats {
   sampledOut: number;
   /** Events recorded since start. */
   recorded: number;
-  /** Whether a batch that failed to write waits for its retry. */
+  /** Whether batches that failed to write wait for their retry. */
   retrying: boolean;
 }
 
@@ -57,6 +65,8 @@ export interface PipelineStats {
  * kept is a uniform sample of the interval, not just its start; counts are never sampled.
  * A batch that fails to write is retried as is, under the same id, which the store applies at
  * most once: a commit that succeeded without the acknowledgement arriving is not counted twice.
+ * A flush's counters are written in batches of at most BATCH_MAX_BINS bins, in order; after a
+ * failure, the next flush resumes with the batch that failed.
  */
 export interface UsagePipeline {
   record(event: UsageEvent): void;
@@ -265,7 +275,8 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
   let offered = 0;
   let sampledOut = 0;
   let recorded = 0;
-  let retry: AnalyticsBatch | null = null;
+  /** Batches taken and not written yet: those of the flush in progress, or left by one that failed. */
+  let unwritten: AnalyticsBatch[] = [];
   let flushing: Promise<void> | null = null;
   const sampling = settings.rawLogSampling;
 
@@ -368,8 +379,12 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     generation++;
   };
 
-  /** Swaps out what was gathered and turns it into one batch: the counters of each series and minute. */
-  const takeBatch = (): AnalyticsBatch => {
+  /**
+   * Swaps out what was gathered and turns it into batches: the counters of each series and
+   * minute, at most BATCH_MAX_BINS bins per batch (a series's counters are never split), the
+   * raw logs with the first.
+   */
+  const takeBatches = (): AnalyticsBatch[] => {
     pendingCounters = 0;
     offered = 0;
     const counters: UsageCounters[] = [];
@@ -393,24 +408,44 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
       }
     });
     const now = clock.now();
-    // Unique without a random draw per log: one random tag per batch and a sequence number.
+    // Unique without a random draw per log: one random tag per flush and a sequence number.
     const written = logs.take(randomString(BASE62, 10));
-    return { id: `bat_${toBase62(now, 8)}${randomString(BASE62, 14)}`, at: now, counters, logs: written };
+    const tag = `bat_${toBase62(now, 8)}${randomString(BASE62, 12)}`;
+    const batches: AnalyticsBatch[] = [];
+    let start = 0;
+    let bins = 0;
+    const cut = (end: number): void => {
+      batches.push({ id: `${tag}${toBase62(batches.length, 2)}`, at: now, counters: counters.slice(start, end), logs: batches.length === 0 ? written : [] });
+      start = end;
+      bins = 0;
+    };
+    for (let i = 0; i < counters.length; i++) {
+      const n = counters[i]!.bins.length / 2;
+      if (bins > 0 && bins + n > BATCH_MAX_BINS) cut(i);
+      bins += n;
+    }
+    cut(counters.length);
+    return batches;
+  };
+
+  /** Writes the batches not written yet, in order, the event loop let through between two; a failure leaves the rest. */
+  const writeUnwritten = async (): Promise<void> => {
+    while (unwritten.length > 0) {
+      await store.recordAnalytics(unwritten[0]!);
+      unwritten.shift();
+      if (unwritten.length > 0) await new Promise((resolve) => setImmediate(resolve));
+    }
   };
 
   const flushOnce = async (): Promise<void> => {
-    if (retry !== null) {
-      await store.recordAnalytics(retry);
-      retry = null;
-    }
+    await writeUnwritten();
     if (pendingCounters === 0 && logs.size === 0) {
       // Nothing to write; an interval has still passed, and series idle through it are let go.
       if (seriesHeld > 0) turnOver(() => {});
       return;
     }
-    retry = takeBatch();
-    await store.recordAnalytics(retry);
-    retry = null;
+    unwritten = takeBatches();
+    await writeUnwritten();
   };
 
   const flush = async (): Promise<void> => {
@@ -445,7 +480,7 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     },
     flush,
     prune,
-    stats: () => ({ pendingCounters, series: seriesHeld, queuedLogs: logs.size, sampledOut, recorded, retrying: retry !== null }),
+    stats: () => ({ pendingCounters, series: seriesHeld, queuedLogs: logs.size, sampledOut, recorded, retrying: flushing === null && unwritten.length > 0 }),
     async close() {
       for (const t of timers) clearInterval(t);
       await flush();

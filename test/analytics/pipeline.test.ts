@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createUsagePipeline, ANALYTICS_DEFAULTS } from "../../src/analytics/pipeline.js";
+import { BATCH_MAX_BINS, createUsagePipeline, ANALYTICS_DEFAULTS } from "../../src/analytics/pipeline.js";
 import type { AnalyticsSettings } from "../../src/analytics/pipeline.js";
 import type { UsageEvent } from "../../src/analytics/events.js";
 import { createAnalyticsQueries } from "../../src/analytics/query.js";
@@ -215,6 +215,41 @@ describe("usage pipeline", () => {
     const kept = (await half.listRequestLogs({ limit: 2000 })).length;
     assert.ok(kept > 400 && kept < 600, `about half kept: ${kept}`);
     assert.deepEqual(await totals(half, "hour"), expected(events));
+  });
+
+  test("a flush with many keys is written as several batches; after a failure the next flush resumes with the one that failed", async () => {
+    const inner = createMemoryStore();
+    let failAt = -1;
+    const attempts: Array<{ id: string; bins: number; logs: number }> = [];
+    const store: Store = Object.assign(Object.create(inner) as Store, {
+      async recordAnalytics(batch: AnalyticsBatch) {
+        attempts.push({ id: batch.id, bins: batch.counters.reduce((n, c) => n + c.bins.length / 2, 0), logs: batch.logs.length });
+        if (attempts.length === failAt) throw new KeygateError("STORE_UNAVAILABLE", "down", 503);
+        return inner.recordAnalytics(batch);
+      },
+    });
+    const pipeline = createUsagePipeline({ store, clock: createManualClock(T0), settings: settings({ maxQueue: 100 }), onError: unexpected, timers: false });
+    // 12,000 keys, one event each: 12,000 counters of one bin, a batch per BATCH_MAX_BINS.
+    const events = Array.from({ length: 12_000 }, (_, i) => event(i, { keyId: `key_${i}`, code: "VALID", status: 200 }));
+    for (const e of events) pipeline.record({ ...e });
+    failAt = 2;
+    await assert.rejects(pipeline.flush(), /down/);
+    assert.equal(pipeline.stats().retrying, true);
+    assert.deepEqual(attempts.map((a) => [a.bins, a.logs]), [[BATCH_MAX_BINS, 100], [BATCH_MAX_BINS, 0]]);
+    const extra = event(20_000, { keyId: "key_late", code: "VALID", status: 200 });
+    pipeline.record({ ...extra });
+    await pipeline.flush();
+    assert.deepEqual(attempts.slice(2).map((a) => [a.bins, a.logs]), [[BATCH_MAX_BINS, 0], [12_000 - 2 * BATCH_MAX_BINS, 0], [1, 1]]);
+    assert.equal(attempts[2]!.id, attempts[1]!.id, "the failed batch again, under its id");
+    assert.equal(new Set(attempts.map((a) => a.id)).size, 4, "every other batch its own id");
+    for (const period of ["minute", "hour"] as const) {
+      const rows = await inner.queryUsage({ period, from: T0 - 86_400_000, to: T0 + 86_400_000, groupBy: "key", limit: 20_000 });
+      const byKey = new Map<string, number>();
+      for (const r of rows) byKey.set(r.group!, (byKey.get(r.group!) ?? 0) + r.count);
+      assert.equal(byKey.size, 12_001, period);
+      assert.ok([...byKey.values()].every((n) => n === 1), `${period}: every event once`);
+    }
+    assert.equal(pipeline.stats().retrying, false);
   });
 
   test("a failed flush loses nothing, and a batch whose commit was not acknowledged is not counted twice", async () => {
