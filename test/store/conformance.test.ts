@@ -645,6 +645,19 @@ for (const [name, make, skip] of ADAPTERS) {
       assert.deepEqual(await hoursAndDays(), expected);
     }));
 
+    test("hour and day queries with bounds inside a bucket count the buckets that start in [from, to), whole", () => run(async (store) => {
+      const inside = async (): Promise<string[]> => [
+        ...sorted(await store.queryUsage(usageQuery({ period: "hour", from: T + 30 * MIN, to: T + HOUR + 30 * MIN }))),
+        ...sorted(await store.queryUsage(usageQuery({ period: "hour", from: T - 30 * MIN, to: T + 30 * MIN }))),
+        ...sorted(await store.queryUsage(usageQuery({ period: "day", from: T + 1, to: T + 86_400_000 + 1 }))),
+      ];
+      const want = [`${HOUR}|-|VALID|latency|41=2`, "0|-|VALID|latency|40=1", "86400000|-|VALID|latency|42=4"];
+      await store.recordAnalytics({ ...batch([counters({ minute: T + 40 * MIN }), counters({ minute: T + 70 * MIN, bins: [41, 2] }), counters({ minute: T + 86_400_000 + MIN, bins: [42, 4] })]), at: T + 41 * MIN });
+      assert.deepEqual(await inside(), want, "minutes not rolled up yet");
+      for (let h = 1; h <= 3; h++) await store.recordAnalytics({ ...batch([]), at: T + 86_400_000 + h * HOUR });
+      assert.deepEqual(await inside(), want, "rolled up");
+    }));
+
     test("concurrent batches of several writers add up exactly", () => run(async (store) => {
       // Two minutes of one hour in each batch: one hour row gets both (PostgreSQL refuses a
       // statement that updates a row twice).

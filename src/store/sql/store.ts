@@ -542,7 +542,12 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
       const groupColumn = q.groupBy === null ? null : GROUP_COLUMNS[q.groupBy];
       // Hours and days: their rows, and the minute rows not rolled up into them yet, each
       // counted in the bucket it falls in (a row of the period itself is its own bucket).
-      const bucket = sql<number>`bucket_start - (bucket_start % ${sql.lit(PERIOD_MS[q.period])})`;
+      const size = PERIOD_MS[q.period];
+      const bucket = sql<number>`bucket_start - (bucket_start % ${sql.lit(size)})`;
+      // Bounds rounded up to whole buckets: a bucket of the period starts in [from, to) exactly
+      // when it starts in [lo, hi), and so do the minutes in it.
+      const lo = Math.ceil(q.from / size) * size;
+      const hi = Math.ceil(q.to / size) * size;
       let query = db.selectFrom("usage_aggregates")
         .select((eb) => [
           bucket.as("bucket"), "code", "metric", "bin", eb.fn.sum<number | string>("count").as("total"),
@@ -552,7 +557,7 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
           eb("period", "=", q.period),
           eb.and([eb("period", "=", "minute"), sql<boolean>`(bucket_start, api, key_id) >= ${position}`]),
         ])))
-        .where("bucket_start", ">=", q.from).where("bucket_start", "<", q.to);
+        .where("bucket_start", ">=", lo).where("bucket_start", "<", hi);
       if (q.api !== undefined) query = query.where("api", "=", q.api);
       if (q.keyId !== undefined) query = query.where("key_id", "=", q.keyId);
       if (q.accountId !== undefined) query = query.where("account_id", "=", q.accountId);
