@@ -27,7 +27,6 @@ export const ANALYTICS_DEFAULTS: Readonly<AnalyticsSettings> = {
 
 export { PERIOD_MS };
 const DAY_MS = PERIOD_MS.day;
-/** Applied batch ids are remembered this long: far longer than any batch waits for its retry. */
 /**
  * Bins counted per batch: the counters of one flush with many keys in use are written as
  * several batches, each a transaction of its own with its own id, the event loop let through
@@ -36,6 +35,7 @@ const DAY_MS = PERIOD_MS.day;
  * 5,000 holds it for some 25 ms.
  */
 export const BATCH_MAX_BINS = 5000;
+/** Applied batch ids are remembered this long: far longer than any batch waits for its retry. */
 const BATCH_ID_RETENTION_MS = 7 * DAY_MS;
 
 /** What is held in memory and what was given up, for metrics and tests. */
@@ -57,8 +57,9 @@ export interface PipelineStats {
 /**
  * The write side of analytics. `record` is synchronous and O(1): it adds one to an in-memory
  * counter per (minute, key, code, latency bin) and offers the event to a bounded raw-log queue.
- * A timer writes both as one batch per `flushIntervalMs`: the minute counters, one object per
- * (minute, key, code, metric), which the store adds to its minute, hour and day rows (upsert-add).
+ * A timer writes both every `flushIntervalMs`: the minute counters, one object per (minute, key,
+ * code, metric), which the store adds to its minute rows, and to hour and day rows at once or
+ * (the SQL stores) once the minute has passed (upsert-add).
  *
  * Memory is bounded by distinct counters, never by requests: a flood of one key adds to the
  * same few counters. Raw logs beyond `maxQueue` per interval are reservoir-sampled, so what is
@@ -146,7 +147,6 @@ interface Series extends UsageDimensions {
 type Counters = Map<string, Map<string, Map<string, Series>>>;
 
 const hasCounts = (s: Series): boolean => s.latency.used > 0 || (s.upstream !== null && s.upstream.used > 0);
-
 
 /**
  * The raw logs waiting for the next flush, one column per field instead of one array of
@@ -381,8 +381,8 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
 
   /**
    * Swaps out what was gathered and turns it into batches: the counters of each series and
-   * minute, at most BATCH_MAX_BINS bins per batch (a series's counters are never split), the
-   * raw logs with the first.
+   * minute, at most BATCH_MAX_BINS bins per batch (one counters object is never split, so a
+   * batch may hold more when one object does), the raw logs with the first.
    */
   const takeBatches = (): AnalyticsBatch[] => {
     pendingCounters = 0;

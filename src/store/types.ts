@@ -169,7 +169,8 @@ export interface Store {
   compareAndSetSetting(name: string, expected: string | null, value: string): Promise<boolean>;
 
   /**
-   * Adds a batch's counters to the stored minute, hour and day rows (upsert-add, exact across nodes) and
+   * Adds a batch's counters to the stored minute rows and, at once or once their minute has
+   * passed, to its hour and day rows (upsert-add, exact across nodes; see `UsageCounters`), and
    * inserts its raw logs. Idempotent by `batch.id`: a batch retried after a failure whose commit
    * may have happened is not counted twice. False when the batch had been applied already.
    */
@@ -223,8 +224,10 @@ export interface UsageDimensions {
  * The counts of one minute of one (API, key, outcome `code`, `metric`), as a flush hands them
  * to the store: `bins` holds `[bin, count]` pairs (latency bins, see src/analytics/histogram.ts;
  * a bin at most once). The store adds each count to the row of that minute and to the rows of
- * the hour and the UTC day the minute falls in (`eachAggregate` in src/store/aggregates.ts), so
- * that a flush hands over one object per series rather than three rows per bin. Every event
+ * the hour and the UTC day the minute falls in: at once (the memory store, `eachAggregate` in
+ * src/store/aggregates.ts), or, the SQL stores, by rolling the minute up once it has passed
+ * (docs/analytics.md), its hours and days read from its minute rows until then. A flush hands
+ * over one object per series rather than three rows per bin. Every event
  * adds one to exactly one `latency` count, so a bucket's requests are the sum of its latency
  * rows. Account, application and environment follow from the key; a stored row keeps those of
  * the first counts added to it.

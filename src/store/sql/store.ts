@@ -446,6 +446,7 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
   let known: RollupPosition = { minute: -Infinity, api: "", key: "" };
   /** The position as a row value, for statements. */
   const position = sql`(select through, through_api, through_key from analytics_rollups where name = ${ROLLUP})`;
+  const positionMinute = db.selectFrom("analytics_rollups").select("through").where("name", "=", ROLLUP);
   const readPosition = async (trx: Kysely<KeygateDatabase>, lock: "share" | "update"): Promise<RollupPosition> => {
     let query = trx.selectFrom("analytics_rollups").select(["through", "through_api", "through_key"]).where("name", "=", ROLLUP);
     if (hooks.kind === "postgres") query = lock === "share" ? query.forShare() : query.forUpdate();
@@ -463,9 +464,9 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
    */
   const rollUpChunk = async (target: number): Promise<boolean> => {
     if (target <= known.minute) return true;
-    return db.transaction().execute(async (trx) => {
+    const moved = await db.transaction().execute(async (trx): Promise<RollupPosition | null> => {
       const at = await readPosition(trx, "update");
-      if (target <= at.minute) return true;
+      if (target <= at.minute) return null;
       const first = await trx.selectFrom("usage_aggregates").select(["bucket_start", "api", "key_id"])
         .where("period", "=", "minute").where("bucket_start", "<", target)
         .where(sql<boolean>`(bucket_start, api, key_id) >= (${at.minute}, ${at.api}, ${at.key})`)
@@ -496,9 +497,11 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
       }
       const row = { through: next.minute, through_api: next.api, through_key: next.key };
       await trx.insertInto("analytics_rollups").values({ name: ROLLUP, ...row }).onConflict((oc) => oc.column("name").doUpdateSet(row)).execute();
-      known = next;
-      return next.minute >= target;
+      return next;
     });
+    // Only once committed: a failed commit leaves the position where it was.
+    if (moved !== null) known = moved;
+    return known.minute >= target;
   };
   /** Up to `chunks` chunks, the event loop let through between two. */
   const rollUp = async (target: number, chunks: number): Promise<boolean> => {
@@ -555,7 +558,8 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
         ])
         .where((eb) => (q.period === "minute" ? eb("period", "=", "minute") : eb.or([
           eb("period", "=", q.period),
-          eb.and([eb("period", "=", "minute"), sql<boolean>`(bucket_start, api, key_id) >= ${position}`]),
+          // The plain bound lets the index skip the minutes rolled up; the row value then drops the keys rolled up in the position's minute.
+          eb.and([eb("period", "=", "minute"), eb("bucket_start", ">=", positionMinute), sql<boolean>`(bucket_start, api, key_id) >= ${position}`]),
         ])))
         .where("bucket_start", ">=", lo).where("bucket_start", "<", hi);
       if (q.api !== undefined) query = query.where("api", "=", q.api);
