@@ -349,6 +349,8 @@ export function createSqlStore(db: Kysely<KeygateDatabase>, hooks: SqlDialectHoo
 const ANALYTICS_CHUNK = 500;
 /** The one row of `analytics_rollups`. */
 const ROLLUP = "minutes";
+/** The advisory lock flushes share and a rollup takes alone, on PostgreSQL ("kg" + "roll"). */
+const ROLLUP_LOCK = 0x6b67_726f6c6c;
 export const AGGREGATE_KEY = ["period", "bucket_start", "api", "key_id", "code", "metric", "bin"] as const;
 const GROUP_COLUMNS = { key: "key_id", application: "application_id", account: "account_id", api: "api" } as const;
 
@@ -432,8 +434,8 @@ const isRolledUp = (c: UsageCounters, p: RollupPosition): boolean => {
  * minute. Minute rows not rolled up yet are read by hour and day queries (`queryUsage`), so a
  * query sees every count flushed. Counts for minute rows already rolled up (events recorded
  * late, a batch retried after an outage) are added to their hours and days directly. On
- * PostgreSQL, flushes read the position with a shared lock and a rollup takes it exclusively,
- * so no flush writes a minute row while it is being rolled up.
+ * PostgreSQL, flushes read the position under a shared advisory lock and a rollup takes it
+ * exclusively, so no flush writes a minute row while it is being rolled up.
  */
 function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick<Store, "recordAnalytics" | "queryUsage" | "listRequestLogs" | "getRequestLog" | "pruneAnalytics"> {
   const insertLogs = hooks.insertRequestLogs ?? (async (logs: RequestLog[]): Promise<void> => {
@@ -448,9 +450,15 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
   const position = sql`(select through, through_api, through_key from analytics_rollups where name = ${ROLLUP})`;
   const positionMinute = db.selectFrom("analytics_rollups").select("through").where("name", "=", ROLLUP);
   const readPosition = async (trx: Kysely<KeygateDatabase>, lock: "share" | "update"): Promise<RollupPosition> => {
-    let query = trx.selectFrom("analytics_rollups").select(["through", "through_api", "through_key"]).where("name", "=", ROLLUP);
-    if (hooks.kind === "postgres") query = lock === "share" ? query.forShare() : query.forUpdate();
-    const row = await query.executeTakeFirst();
+    // PostgreSQL: a transaction-level advisory lock, shared by flushes and exclusive for a
+    // rollup, rather than FOR SHARE / FOR UPDATE on the row: a row's share locks are granted
+    // ahead of a waiting FOR UPDATE, so nodes whose flushes overlap could hold a rollup off
+    // for good, where the lock manager queues a later shared request behind a waiting
+    // exclusive one. SQLite runs one transaction at a time anyway.
+    if (hooks.kind === "postgres") {
+      await (lock === "share" ? sql`select pg_advisory_xact_lock_shared(${ROLLUP_LOCK})` : sql`select pg_advisory_xact_lock(${ROLLUP_LOCK})`).execute(trx);
+    }
+    const row = await trx.selectFrom("analytics_rollups").select(["through", "through_api", "through_key"]).where("name", "=", ROLLUP).executeTakeFirst();
     known = row === undefined ? { minute: 0, api: "", key: "" } : { minute: num(row.through), api: row.through_api, key: row.through_key };
     return known;
   };
