@@ -36,7 +36,7 @@ describe("defaults", () => {
     assert.deepEqual(config.server, { host: "127.0.0.1", port: 8080, bodyLimitBytes: 10 * 1024 * 1024, trustedProxies: [], shutdownTimeoutMs: 25_000 });
     assert.deepEqual(config.security, {});
     assert.deepEqual(config.cache, { maxKeys: 100_000, negativeTtlSeconds: 10, maxStaleSeconds: 60, changePollMs: 1000 });
-    assert.deepEqual(config.usage, { flushIntervalMs: 1000 });
+    assert.deepEqual(config.usage, { flushIntervalMs: 5000 });
     assert.deepEqual(config.database, { maxConnections: 10 });
     assert.deepEqual(config.redis, { keyPrefix: "keygate:", failureMode: "closed" });
     const api = config.apis[0]!;
