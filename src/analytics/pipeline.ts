@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { BASE62, randomString, toBase62 } from "../keys/alphabet.js";
 import type { Clock } from "../lib/clock.js";
 import { PERIOD_MS } from "../store/aggregates.js";
@@ -25,7 +26,6 @@ export const ANALYTICS_DEFAULTS: Readonly<AnalyticsSettings> = {
   minuteRetentionDays: 7, hourRetentionDays: 90, dayRetentionDays: 0, pruneIntervalMs: 3_600_000, heartbeatSeconds: 15,
 };
 
-export { PERIOD_MS };
 const DAY_MS = PERIOD_MS.day;
 /**
  * Bins counted per batch: the counters of one flush with many keys in use are written as
@@ -433,7 +433,7 @@ export function createUsagePipeline(options: UsagePipelineOptions): UsagePipelin
     while (unwritten.length > 0) {
       await store.recordAnalytics(unwritten[0]!);
       unwritten.shift();
-      if (unwritten.length > 0) await new Promise((resolve) => setImmediate(resolve));
+      if (unwritten.length > 0) await nextTurn();
     }
   };
 

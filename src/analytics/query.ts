@@ -7,7 +7,7 @@ import { logView } from "./events.js";
 import type { RequestLogView } from "./events.js";
 import { addToHistogram, summarize } from "./histogram.js";
 import type { Histogram } from "./histogram.js";
-import { PERIOD_MS } from "./pipeline.js";
+import { PERIOD_MS } from "../store/aggregates.js";
 
 /**
  * Restricts a query to one account, for callers that may see only their own data (the

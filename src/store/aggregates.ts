@@ -11,9 +11,10 @@ export const bucketOf = (period: UsagePeriod, at: number): number => at - (at % 
  * Calls `add` for every row a batch's counters add to: per counters, period and bin, the
  * bucket of that period its minute falls in. A row may come up more than once (two minutes of
  * one hour); an upsert-add store adds both. Hour and day rows only for counters that
- * `toHoursAndDays` accepts: a store that rolls minutes up on its own passes which it has. Callbacks rather than row objects: with 10,000 keys in use, a flush adds to
- * ~90,000 rows (three periods, a few bins per key), which as objects lived as long as the
- * write and were promoted to the old generation every flush.
+ * `toHoursAndDays` accepts: a store that rolls minutes up on its own passes which it has.
+ * Callbacks rather than row objects: with 10,000 keys in use, a flush added to ~90,000 rows
+ * (three periods, a few bins per key), which as objects lived as long as the write and were
+ * promoted to the old generation every flush.
  */
 export function eachAggregate(
   counters: readonly UsageCounters[],

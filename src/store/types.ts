@@ -227,9 +227,8 @@ export interface UsageDimensions {
  * the hour and the UTC day the minute falls in: at once (the memory store, `eachAggregate` in
  * src/store/aggregates.ts), or, the SQL stores, by rolling the minute up once it has passed
  * (docs/analytics.md), its hours and days read from its minute rows until then. A flush hands
- * over one object per series rather than three rows per bin. Every event
- * adds one to exactly one `latency` count, so a bucket's requests are the sum of its latency
- * rows. Account, application and environment follow from the key; a stored row keeps those of
+ * over one object per series rather than three rows per bin. Every event adds one to exactly
+ * one `latency` count, so a bucket's requests are the sum of its latency rows. Account, application and environment follow from the key; a stored row keeps those of
  * the first counts added to it.
  */
 export interface UsageCounters extends UsageDimensions {

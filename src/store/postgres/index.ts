@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import type { Store, UsageDelta } from "../types.js";
-import { createSqlStore } from "../sql/store.js";
+import { cmp, createSqlStore } from "../sql/store.js";
 import type { KeygateDatabase } from "../sql/schema.js";
 
 export interface PostgresStoreOptions {
@@ -79,7 +79,7 @@ async function recordUsage(db: Kysely<KeygateDatabase>, deltas: UsageDelta[]): P
     if (held === undefined) merged.set(d.keyId, { ...d });
     else { held.count += d.count; held.lastUsedAt = Math.max(held.lastUsedAt, d.lastUsedAt); }
   }
-  const rows = [...merged.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0));
+  const rows = [...merged.values()].sort((a, b) => cmp(a.keyId, b.keyId));
   const ids = rows.map((d) => d.keyId);
   await db.transaction().execute(async (trx) => {
     await sql`select id from keys where id = any(${ids}::text[]) order by id for update`.execute(trx);

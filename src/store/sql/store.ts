@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { Migrator, sql } from "kysely";
 import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
 import { KeygateError } from "../../lib/errors.js";
@@ -32,9 +33,9 @@ export interface SqlDialectHooks {
   /**
    * Adds a batch's counters to the stored minute rows, and to hour and day rows for those
    * that `toHoursAndDays` accepts, whose minute rows are rolled up already (`eachAggregate`;
-   * the others will be, by `rollUp`), in place of the Kysely statements. Called inside the transaction that claims the batch id, on the
-   * connection it holds, so it commits or rolls back with it; synchronous, as that connection
-   * is (SQLite).
+   * the others will be, by `rollUp`), in place of the Kysely statements. Called inside the
+   * transaction that claims the batch id, on the connection it holds, so it commits or rolls
+   * back with it; synchronous, as that connection is (SQLite).
    */
   upsertAggregates?(counters: readonly UsageCounters[], toHoursAndDays: (c: UsageCounters) => boolean): void;
   /**
@@ -379,7 +380,7 @@ function aggregateRows(counters: readonly UsageCounters[], toHoursAndDays: (c: U
   return [...rows.values()].sort(byAggregateKey);
 }
 /** Code-unit order, the same on every node whatever its locale. */
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+export const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** A request log as its row: what both the Kysely insert and SQLite's own statement write. */
 export function fromRequestLog(l: RequestLog): Insertable<RequestLogsTable> {
@@ -449,14 +450,14 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
   /** The position as a row value, for statements. */
   const position = sql`(select through, through_api, through_key from analytics_rollups where name = ${ROLLUP})`;
   const positionMinute = db.selectFrom("analytics_rollups").select("through").where("name", "=", ROLLUP);
-  const readPosition = async (trx: Kysely<KeygateDatabase>, lock: "share" | "update"): Promise<RollupPosition> => {
+  const readPosition = async (trx: Kysely<KeygateDatabase>, lock: "shared" | "exclusive"): Promise<RollupPosition> => {
     // PostgreSQL: a transaction-level advisory lock, shared by flushes and exclusive for a
     // rollup, rather than FOR SHARE / FOR UPDATE on the row: a row's share locks are granted
     // ahead of a waiting FOR UPDATE, so nodes whose flushes overlap could hold a rollup off
     // for good, where the lock manager queues a later shared request behind a waiting
     // exclusive one. SQLite runs one transaction at a time anyway.
     if (hooks.kind === "postgres") {
-      await (lock === "share" ? sql`select pg_advisory_xact_lock_shared(${ROLLUP_LOCK})` : sql`select pg_advisory_xact_lock(${ROLLUP_LOCK})`).execute(trx);
+      await (lock === "shared" ? sql`select pg_advisory_xact_lock_shared(${ROLLUP_LOCK})` : sql`select pg_advisory_xact_lock(${ROLLUP_LOCK})`).execute(trx);
     }
     const row = await trx.selectFrom("analytics_rollups").select(["through", "through_api", "through_key"]).where("name", "=", ROLLUP).executeTakeFirst();
     known = row === undefined ? { minute: 0, api: "", key: "" } : { minute: num(row.through), api: row.through_api, key: row.through_key };
@@ -473,7 +474,7 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
   const rollUpChunk = async (target: number): Promise<boolean> => {
     if (target <= known.minute) return true;
     const moved = await db.transaction().execute(async (trx): Promise<RollupPosition | null> => {
-      const at = await readPosition(trx, "update");
+      const at = await readPosition(trx, "exclusive");
       if (target <= at.minute) return null;
       const first = await trx.selectFrom("usage_aggregates").select(["bucket_start", "api", "key_id"])
         .where("period", "=", "minute").where("bucket_start", "<", target)
@@ -514,7 +515,7 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
   /** Up to `chunks` chunks, the event loop let through between two. */
   const rollUp = async (target: number, chunks: number): Promise<boolean> => {
     for (let i = 0; i < chunks; i++) {
-      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      if (i > 0) await nextTurn();
       if (await rollUpChunk(target)) return true;
     }
     return false;
@@ -528,7 +529,7 @@ function sqlAnalytics(db: Kysely<KeygateDatabase>, hooks: SqlDialectHooks): Pick
         const claimed = await trx.insertInto("analytics_batches").values({ id: batch.id, at: batch.at })
           .onConflict((oc) => oc.column("id").doNothing()).executeTakeFirst();
         if (Number(claimed.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-        const rolled = await readPosition(trx, "share");
+        const rolled = await readPosition(trx, "shared");
         const toHoursAndDays = (c: UsageCounters): boolean => isRolledUp(c, rolled);
         if (hooks.upsertAggregates) {
           hooks.upsertAggregates(batch.counters, toHoursAndDays);

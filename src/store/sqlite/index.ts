@@ -45,12 +45,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
 /**
  * A batch's counters added to the stored rows (minute rows, and the hours and days of minutes
- * already rolled up) through one statement prepared once and run per row, inside the transaction the SQL store holds open (this is its connection), its values
- * bound by position straight from the counters: no object per row. With many keys in use a
- * flush adds to tens of thousands of rows — minute, hour and day, per key, code and latency
- * bin — and the 500-row upserts Kysely built value by value, which better-sqlite3 then
- * prepared anew, made the process that wrote them spend 32 % of its time in GC pauses
- * (bench/verify-scale.ts, 10,000 keys in turn on SQLite).
+ * already rolled up) through one statement prepared once and run per row, inside the
+ * transaction the SQL store holds open (this is its connection), its values bound by position
+ * straight from the counters: no object per row. With many keys in use a flush adds to tens
+ * of thousands of rows (per key, code and latency bin), and the 500-row upserts Kysely built
+ * value by value, which better-sqlite3 then prepared anew, made the process that wrote them
+ * spend 32 % of its time in GC pauses (bench/verify-scale.ts, 10,000 keys in turn on SQLite).
  */
 function upsertAggregatesDirectly(sqlite: Database.Database): (counters: readonly UsageCounters[], toHoursAndDays: (c: UsageCounters) => boolean) => void {
   let statement: Database.Statement | null = null;
