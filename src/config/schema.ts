@@ -194,12 +194,12 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     usage: Type.Object(
-      { flushIntervalMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 5000 }) },
+      { flushIntervalMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 5000, description: "How often usage counts (usageCount, lastUsedAt) are written to the store, in one batch. Reads on the same process include what is not written yet." }) },
       { additionalProperties: false, default: {} },
     ),
     analytics: Type.Object(
       {
-        flushIntervalMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 5000, description: "How often usage counts (usageCount, lastUsedAt) are written to the store, in one batch. Reads on the same process include what is not written yet." }),
+        flushIntervalMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000, description: "How often usage events are written to the store, in one batch." }),
         maxQueue: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: "Raw request logs held between two flushes; beyond it they are sampled. Counts never are." }),
         rawLogSampling: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: "Fraction of requests kept as raw logs (default 1: all; 0: none). Aggregates count every request." })),
         retentionDays: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Days raw request logs are kept." }),

@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { loadConfigFile, parseConfig } from "../../src/config/load.js";
 import { ConfigError, KeygateError } from "../../src/lib/errors.js";
+import { ANALYTICS_DEFAULTS } from "../../src/analytics/index.js";
 
 /** Asserts that `fn` throws a ConfigError whose message contains every fragment. */
 function assertConfigError(fn: () => unknown, ...fragments: (string | RegExp)[]): ConfigError {
@@ -37,6 +38,12 @@ describe("defaults", () => {
     assert.deepEqual(config.security, {});
     assert.deepEqual(config.cache, { maxKeys: 100_000, negativeTtlSeconds: 10, maxStaleSeconds: 60, changePollMs: 1000 });
     assert.deepEqual(config.usage, { flushIntervalMs: 5000 });
+    // The analytics section's defaults are the pipeline's own (rawLogSampling: 1 when unset).
+    assert.deepEqual(config.analytics, {
+      flushIntervalMs: 1000, maxQueue: 10_000, retentionDays: 30, minuteRetentionDays: 7, hourRetentionDays: 90, dayRetentionDays: 0,
+      pruneIntervalMs: 3_600_000, heartbeatSeconds: 15,
+    });
+    assert.deepEqual({ ...config.analytics, rawLogSampling: 1 }, { ...ANALYTICS_DEFAULTS });
     assert.deepEqual(config.database, { maxConnections: 10 });
     assert.deepEqual(config.redis, { keyPrefix: "keygate:", failureMode: "closed" });
     const api = config.apis[0]!;
