@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -172,7 +173,125 @@ describe("POST /v1/keys/verify answered ahead of Fastify", () => {
   });
 });
 
+/** Sends raw HTTP/1.1 bytes on one connection and reads `count` responses off it, in order. */
+function rawExchange(bytes: string, count: number): Promise<Answer[]> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let data = Buffer.alloc(0);
+    const answers: Answer[] = [];
+    socket.on("error", reject);
+    socket.on("data", (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      for (;;) {
+        const end = data.indexOf("\r\n\r\n");
+        if (end < 0) break;
+        const [statusLine, ...lines] = data.subarray(0, end).toString("latin1").split("\r\n");
+        const headers: Record<string, string> = {};
+        for (const line of lines) headers[line.slice(0, line.indexOf(":")).toLowerCase()] = line.slice(line.indexOf(":") + 1).trim();
+        const length = Number(headers["content-length"]);
+        if (data.length < end + 4 + length) break;
+        answers.push({ status: Number(statusLine!.split(" ")[1]), headers, body: data.subarray(end + 4, end + 4 + length).toString() });
+        data = data.subarray(end + 4 + length);
+      }
+      if (answers.length === count) {
+        socket.destroy();
+        resolve(answers);
+      }
+    });
+    socket.write(bytes);
+  });
+}
+
+const rawVerify = (body: object, id: string): string => {
+  const json = JSON.stringify(body);
+  return `POST ${PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ROOT}\r\nContent-Type: application/json\r\n` +
+    `X-Request-Id: ${id}\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`;
+};
+
+describe("verdicts answered together (one batch per turn of the event loop)", () => {
+  test("requests arriving together on many connections each get their own verdict", async () => {
+    const account = await keygate.accounts.create({ name: "Batch", email: "batch@acme.test" });
+    const keys = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+      keygate.keys.create({ api: "pay", accountId: account.id, scopes: i % 3 === 0 ? ["read", "write"] : ["read"] })));
+    for (let round = 0; round < 4; round++) {
+      const sent = Array.from({ length: 60 }, (_, i) => ({ i, k: keys[(i * 7 + round) % keys.length]!, scopes: i % 2 === 0 ? ["read"] : ["write"] }));
+      const answers = await Promise.all(sent.map(({ i, k, scopes }) => {
+        const body = JSON.stringify({ api: "pay", key: k.key, scopes });
+        return overSocket({ ...auth, "x-request-id": `batch-${round}-${i}`, "content-length": String(Buffer.byteLength(body)) }, body);
+      }));
+      for (const [j, { i, k, scopes }] of sent.entries()) {
+        const answer = answers[j]!;
+        assert.equal(answer.status, 200);
+        assert.equal(answer.headers["x-request-id"], `batch-${round}-${i}`);
+        const verdict = JSON.parse(answer.body) as { keyId: string; code: string };
+        assert.equal(verdict.keyId, k.id, `request ${i} of round ${round} got another request's verdict`);
+        assert.equal(verdict.code, scopes[0] === "write" && !k.scopes.includes("write") ? "INSUFFICIENT_SCOPE" : "VALID");
+      }
+    }
+  });
+
+  test("pipelined requests on one connection are answered in order, the fast path's and Fastify's alike", async () => {
+    const forged = keygate.apis.get("pay")!.codec.generate("live");
+    const bodies: Array<[object, number, string | null]> = [
+      [{ api: "pay", key, scopes: ["read"] }, 200, "VALID"],
+      [{ api: "pay", key: forged }, 200, "NOT_FOUND"],
+      [{ api: "nope", key }, 400, null], // replayed through Fastify, between two fast answers
+      [{ api: "pay", key, scopes: ["write"] }, 200, "INSUFFICIENT_SCOPE"],
+      [{ api: "pay", key }, 200, "VALID"],
+    ];
+    const answers = await rawExchange(bodies.map(([body], i) => rawVerify(body, `pipelined-${i}`)).join(""), bodies.length);
+    for (const [i, [, status, code]] of bodies.entries()) {
+      assert.equal(answers[i]!.headers["x-request-id"], `pipelined-${i}`);
+      assert.equal(answers[i]!.status, status);
+      if (code !== null) assert.equal((JSON.parse(answers[i]!.body) as { code: string }).code, code);
+    }
+  });
+
+  test("a client gone before its answer does not hold up the others of its batch", async () => {
+    for (let i = 0; i < 20; i++) {
+      const gone = connect(port, "127.0.0.1");
+      gone.on("error", () => {});
+      gone.write(rawVerify({ api: "pay", key }, `gone-${i}`));
+      gone.destroy();
+      const [answer] = await rawExchange(rawVerify({ api: "pay", key }, `stays-${i}`), 1);
+      assert.equal(answer!.status, 200);
+      assert.equal((JSON.parse(answer!.body) as { valid: boolean }).valid, true);
+    }
+  });
+});
+
 describe("the fast verify handler on its own", () => {
+  // Left waiting, that client would wait for ever (no request timeout here): the test's timeout fails it.
+  test("a reply that throws cuts that client's connection; the others of its batch are answered", { timeout: 30_000 }, async () => {
+    const { createServer } = await import("node:http");
+    const { createFastVerify } = await import("../../src/http/fast-verify.js");
+    const handle = createFastVerify({ app, keygate, isRootKey: (t) => t === ROOT, closing: () => false });
+    const server = createServer((req, res) => {
+      if (!handle(req, res)) { res.writeHead(599); res.end(); return; }
+      // Headers sent behind the handler's back: its writeHead then throws.
+      if (req.headers["x-request-id"] === "cut-me") req.on("end", () => res.flushHeaders());
+    });
+    server.requestTimeout = 0;
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${PATH}`;
+    try {
+      const body = JSON.stringify({ api: "pay", key });
+      const results = await Promise.allSettled(["ok-1", "cut-me", "ok-2"].map(async (id) => {
+        const res = await fetch(url, { method: "POST", headers: { ...auth, "x-request-id": id }, body });
+        return { id, status: res.status, verdict: await res.json() as { valid: boolean } };
+      }));
+      assert.equal(results[1]!.status, "rejected", "the client whose reply failed is cut off, not left waiting");
+      for (const r of [results[0]!, results[2]!]) {
+        assert.equal(r.status, "fulfilled");
+        assert.equal(r.value.status, 200);
+        assert.equal(r.value.verdict.valid, true);
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   test("a verdict that cannot be serialised is a 500 problem document, not an uncaught exception", async () => {
     const { createServer } = await import("node:http");
     const { createFastVerify } = await import("../../src/http/fast-verify.js");
