@@ -78,23 +78,15 @@ export function createFastVerify(options: FastVerifyOptions): (req: IncomingMess
    * response waits for the rest of its batch, which then all leave sooner than one by one.
    * Verdicts that wait on Redis or a store already arrive in batches, as their replies do.
    */
-  let waiting: Array<((v: Verdict) => void) | Verdict | ServerResponse> = [];
+  let waiting: Array<((v: Verdict) => void) | Verdict> = [];
   const answerWaiting = (): void => {
     const batch = waiting;
     waiting = [];
-    for (let i = 0; i < batch.length; i += 3) {
-      try {
-        (batch[i] as (v: Verdict) => void)(batch[i + 1] as Verdict);
-      } catch (error) {
-        // Only a bug gets here (answer serialises and replies, catching what can fail): that
-        // client's connection is cut rather than left waiting, and the rest are answered.
-        app.log.error({ err: error }, "verify reply failed");
-        (batch[i + 2] as ServerResponse).destroy();
-      }
-    }
+    // `answer` does not throw, so one request's failure cannot leave the rest unanswered.
+    for (let i = 0; i < batch.length; i += 2) (batch[i] as (v: Verdict) => void)(batch[i + 1] as Verdict);
   };
-  const later = (answer: (v: Verdict) => void, verdict: Verdict, res: ServerResponse): void => {
-    if (waiting.push(answer, verdict, res) === 3) setImmediate(answerWaiting);
+  const later = (answer: (v: Verdict) => void, verdict: Verdict): void => {
+    if (waiting.push(answer, verdict) === 2) setImmediate(answerWaiting);
   };
 
   const replay = (req: IncomingMessage, res: ServerResponse, payload: Buffer): void => {
@@ -151,14 +143,20 @@ export function createFastVerify(options: FastVerifyOptions): (req: IncomingMess
         return failed(e);
       }
       // Serialising cannot fail for a verdict the engine made; should it, the client gets the
-      // error handler's 500 rather than the process an uncaught exception.
+      // error handler's 500 rather than the process an uncaught exception. Should replying
+      // fail (only a bug could), that client's connection is cut rather than left waiting.
       const answer = (v: Verdict): void => {
-        let body: string;
-        try { body = serialize(v); } catch (e) { return failed(e); }
-        reply(res, requestId, { status: 200, body });
+        try {
+          let body: string;
+          try { body = serialize(v); } catch (e) { return failed(e); }
+          reply(res, requestId, { status: 200, body });
+        } catch (error) {
+          app.log.error({ err: error, requestId }, "verify reply failed");
+          res.destroy();
+        }
       };
       if (isPromise(verdict)) verdict.then(answer, failed);
-      else later(answer, verdict, res);
+      else later(answer, verdict);
     });
     return true;
   };
