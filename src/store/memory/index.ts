@@ -1,96 +1,14 @@
 import { KeygateError } from "../../lib/errors.js";
-import type { RateLimitConfig } from "../../config/schema.js";
 import type { Account, AccountListQuery, AccountPatch, Application, ApplicationListQuery, ApplicationPatch, KeyListQuery, KeyPatch, KeyRecord, Store, UsageDelta } from "../types.js";
 import type { LatencyMetric, RequestLog, UsageDimensions, UsageFilter, UsagePeriod, UsageQueryRow } from "../types.js";
 import { bucketOf, PERIODS } from "../aggregates.js";
 import type { PortalSession, PortalUser } from "../types.js";
+import { grown, KeyTable } from "./key-table.js";
 
 const copy = <T>(v: T): T => structuredClone(v);
 /** A patch without its undefined fields, which leave a column alone in the SQL stores too. */
 const defined = <T extends object>(patch: T): Partial<T> =>
   Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
-
-/**
- * A key as the memory store holds it. Its lists and objects are frozen and may be shared with
- * other keys; every read hands out a copy (`readKey`).
- */
-type HeldKey = Omit<KeyRecord, "scopes" | "ipAllowlist" | "rateLimit" | "metadata"> & {
-  readonly scopes: readonly string[];
-  readonly ipAllowlist: readonly string[];
-  readonly rateLimit: Readonly<RateLimitConfig> | null;
-  readonly metadata: Readonly<Record<string, unknown>>;
-};
-
-/** How many distinct strings, and lists, `createInterner` shares at most. */
-const INTERNED_MAX = 50_000;
-const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
-
-const deepFreeze = <T>(value: T): T => {
-  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-};
-
-/**
- * `s`, made one flat string. Ids are built by concatenation, and V8 keeps such a string as a
- * tree of its pieces (some 170-210 bytes for a 26-character id) until something reads it by
- * index, which copies it into one flat string in place (some 60 bytes). Each key's id and hash
- * are held for as long as the store lives, a million of them in a big store.
- */
-const flat = (s: string): string => {
-  s.charCodeAt(0);
-  return s;
-};
-
-/**
- * Equal values held once rather than once per key: a million keys usually name a handful of
- * APIs, environments and accounts and carry a handful of distinct scope lists and allowlists.
- * A held key would otherwise cost over a kilobyte of heap, and the collector's work per
- * young-generation pass grows with the size of the old generation — a big memory store made
- * every verification slower, even of cached keys (bench/verify-scale.ts). Bounded: past
- * INTERNED_MAX distinct values, new ones are held as they come, lists as their own frozen copy.
- */
-function createInterner(): { string(s: string): string; json<T extends readonly string[] | RateLimitConfig>(value: T): Readonly<T> } {
-  const strings = new Map<string, string>();
-  // Keyed by JSON, which is exact for lists of strings and objects of numbers.
-  const values = new Map<string, unknown>();
-  return {
-    string(s) {
-      const hit = strings.get(s);
-      if (hit !== undefined) return hit;
-      if (strings.size < INTERNED_MAX) strings.set(s, s);
-      return s;
-    },
-    json(value) {
-      const json = JSON.stringify(value);
-      const hit = values.get(json);
-      if (hit !== undefined) return hit as typeof value;
-      const held = Object.freeze(Array.isArray(value) ? [...value] : { ...value }) as typeof value;
-      if (values.size < INTERNED_MAX) values.set(json, held);
-      return held;
-    },
-  };
-}
-
-/**
- * A copy of a held key that the caller may change at will, as a database row would be. Its
- * id is a copy too: the verifier keeps the record in its cache and touches the id on every
- * verification (rate limit, usage, analytics), and a held id sits wherever the key was
- * inserted, amid a million others — measurably slower to reach than a copy allocated beside
- * the cache entry (bench/verify-scale.ts).
- */
-function readKey(k: HeldKey): KeyRecord {
-  return {
-    id: copy(k.id), api: k.api, accountId: k.accountId, applicationId: k.applicationId, name: k.name, environment: k.environment,
-    hash: k.hash, hashAlgorithm: k.hashAlgorithm, start: k.start, scopes: [...k.scopes], ipAllowlist: [...k.ipAllowlist],
-    expiresAt: k.expiresAt, rateLimit: k.rateLimit === null ? null : { ...k.rateLimit }, enabled: k.enabled,
-    revokedAt: k.revokedAt, rotatedAt: k.rotatedAt, graceEndsAt: k.graceEndsAt, replacedBy: k.replacedBy,
-    metadata: k.metadata === NO_METADATA ? {} : copy(k.metadata) as Record<string, unknown>, source: k.source,
-    createdAt: k.createdAt, updatedAt: k.updatedAt, lastUsedAt: k.lastUsedAt, usageCount: k.usageCount,
-  };
-}
 
 /**
  * A store that keeps everything in process memory: for tests and for throwaway embedded use.
@@ -111,47 +29,44 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const maxRequestLogs = options.maxRequestLogs ?? 10_000;
   if (!Number.isInteger(maxRequestLogs) || maxRequestLogs < 0) throw new RangeError(`maxRequestLogs must be a whole number ≥ 0, not ${maxRequestLogs}`);
   const accounts = new Map<string, Account>();
-  const keys = new Map<string, HeldKey>();
-  const byHash = new Map<string, HeldKey>();
+  const keys = new KeyTable();
   const algorithms = new Set<string>();
   const settings = new Map<string, string>();
   const applications = new Map<string, Application>();
-  const interned = createInterner();
 
-  // The change feed: change number `seq - (changeHashes.length - head) + i` is at index
-  // `head + i` of both lists, so a read starts at its cursor instead of scanning the feed,
-  // and pruning moves `head` instead of shifting the lists one change at a time.
-  const changeHashes: string[] = [];
-  const changeTimes: number[] = [];
+  // The change feed, in typed arrays like the keys it names: a key's change is its slot (its
+  // hash never changes), another change (an account's) is -1 with its id in `named`, by change
+  // number. Change number `seq - (length - head) + 1 + i` is at index `head + i`, so a read
+  // starts at its cursor instead of scanning the feed, and pruning moves `head` instead of
+  // shifting the arrays one change at a time.
+  let changeRefs = new Int32Array(1024);
+  let changeTimes = new Float64Array(1024);
+  const named = new Map<number, string>();
+  let length = 0;
   let head = 0;
   let seq = 0;
-  const changed = (hash: string, at: number): void => { changeHashes.push(hash); changeTimes.push(at); seq++; };
+  const changed = (ref: number | string, at: number): void => {
+    if (length === changeRefs.length) {
+      changeRefs = grown(changeRefs, length * 2);
+      changeTimes = grown(changeTimes, length * 2);
+    }
+    seq++;
+    if (typeof ref === "string") named.set(seq, ref);
+    changeRefs[length] = typeof ref === "string" ? -1 : ref;
+    changeTimes[length++] = at;
+  };
   /** The number of the oldest change still held; seq + 1 when none is. */
-  const oldest = (): number => seq - (changeHashes.length - head) + 1;
-
-  /** A record as held: one object of fixed shape, with shared frozen lists and interned strings. */
-  const hold = (r: KeyRecord): HeldKey => ({
-    id: flat(r.id), api: interned.string(r.api), accountId: interned.string(r.accountId),
-    applicationId: r.applicationId === null ? null : interned.string(r.applicationId), name: r.name,
-    environment: interned.string(r.environment), hash: flat(r.hash), hashAlgorithm: r.hashAlgorithm, start: r.start,
-    scopes: interned.json(r.scopes), ipAllowlist: interned.json(r.ipAllowlist), expiresAt: r.expiresAt,
-    rateLimit: r.rateLimit === null ? null : interned.json(r.rateLimit), enabled: r.enabled, revokedAt: r.revokedAt,
-    rotatedAt: r.rotatedAt, graceEndsAt: r.graceEndsAt, replacedBy: r.replacedBy,
-    metadata: Object.keys(r.metadata).length === 0 ? NO_METADATA : deepFreeze(copy(r.metadata)), source: r.source,
-    createdAt: r.createdAt, updatedAt: r.updatedAt, lastUsedAt: r.lastUsedAt, usageCount: r.usageCount,
-  });
+  const oldest = (): number => seq - (length - head) + 1;
 
   const sortedAfter = <T extends { id: string }>(items: Iterable<T>, after: string | undefined, limit: number): T[] =>
     [...items].filter((x) => after === undefined || x.id > after).sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, limit).map(copy);
 
   const apply = (id: string, patch: KeyPatch, now: number): KeyRecord | null => {
-    const rec = keys.get(id);
-    if (!rec) return null;
-    const next = hold({ ...readKey(rec), ...defined(patch), updatedAt: now });
-    keys.set(id, next);
-    byHash.set(next.hash, next);
-    changed(rec.hash, now);
-    return readKey(next);
+    const slot = keys.slotOfId(id);
+    if (slot < 0) return null;
+    keys.replace(slot, { ...keys.get(slot), ...defined(patch), updatedAt: now });
+    changed(slot, now);
+    return keys.get(slot);
   };
 
   return {
@@ -185,40 +100,36 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
     async insertKeys(records) {
       const seen = new Set<string>();
       for (const r of records) {
-        if (byHash.has(r.hash) || seen.has(r.hash)) throw new KeygateError("DUPLICATE_KEY", "A key with the same secret exists already.", 409);
+        if (keys.slotOfHash(r.hash) >= 0 || seen.has(r.hash)) throw new KeygateError("DUPLICATE_KEY", "A key with the same secret exists already.", 409);
         seen.add(r.hash);
       }
+      const ids = new Set<string>();
       for (const r of records) {
-        const held = hold(r);
-        keys.set(held.id, held);
-        byHash.set(held.hash, held);
-        algorithms.add(held.hashAlgorithm);
-        changed(held.hash, held.createdAt);
+        // Ids are generated, so this is a caller's bug, refused as a database's primary key would.
+        if (keys.slotOfId(r.id) >= 0 || ids.has(r.id)) throw new Error(`A key with id ${r.id} exists already.`);
+        ids.add(r.id);
+      }
+      const first = keys.size;
+      keys.insert(records);
+      for (let i = 0; i < records.length; i++) {
+        algorithms.add(records[i]!.hashAlgorithm);
+        changed(first + i, records[i]!.createdAt);
       }
     },
-    async getKey(id) { const k = keys.get(id); return k ? readKey(k) : null; },
-    async getKeyByHash(hash) { const k = byHash.get(hash); return k ? readKey(k) : null; },
-    async listKeys(q: KeyListQuery) {
-      const page: HeldKey[] = [];
-      for (const k of keys.values()) {
-        if ((q.api === undefined || k.api === q.api) && (q.accountId === undefined || k.accountId === q.accountId) &&
-          (q.applicationId === undefined || k.applicationId === q.applicationId) && (q.after === undefined || k.id > q.after)) page.push(k);
-      }
-      return page.sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, q.limit).map(readKey);
-    },
+    async getKey(id) { const slot = keys.slotOfId(id); return slot < 0 ? null : keys.get(slot); },
+    async getKeyByHash(hash) { const slot = keys.slotOfHash(hash); return slot < 0 ? null : keys.get(slot); },
+    async listKeys(q: KeyListQuery) { return keys.list(q); },
     async updateKey(id, patch, now) { return apply(id, patch, now); },
     async rotateKey(oldId, patch, successor, now) {
-      if (!keys.has(oldId)) return null;
+      if (keys.slotOfId(oldId) < 0) return null;
       await this.insertKeys([successor]);
       return apply(oldId, patch, now);
     },
     async hasHashAlgorithm(algorithm) { return algorithms.has(algorithm); },
     async recordUsage(deltas: UsageDelta[]) {
       for (const d of deltas) {
-        const k = keys.get(d.keyId);
-        if (!k) continue;
-        k.usageCount += d.count;
-        k.lastUsedAt = Math.max(k.lastUsedAt ?? 0, d.lastUsedAt);
+        const slot = keys.slotOfId(d.keyId);
+        if (slot >= 0) keys.addUsage(slot, d.count, d.lastUsedAt);
       }
     },
     async keyChangesSince(cursor, limit) {
@@ -226,15 +137,24 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
       const first = oldest();
       if (cursor < seq && first > cursor + 1) return { cursor: seq, hashes: [], complete: false };
       const from = head + Math.max(0, cursor + 1 - first);
-      const hashes = changeHashes.slice(from, Math.min(changeHashes.length, from + limit));
+      const to = Math.min(length, from + limit);
+      const hashes: string[] = [];
+      for (let i = from; i < to; i++) {
+        const ref = changeRefs[i]!;
+        hashes.push(ref >= 0 ? keys.hashOf(ref) : named.get(first + (i - head))!);
+      }
       return { cursor: hashes.length > 0 ? cursor + hashes.length : cursor, hashes, complete: true };
     },
     async pruneKeyChanges(before) {
-      while (head < changeHashes.length && changeTimes[head]! < before) head++;
-      // Dropped in one go once they are most of the lists, so pruning stays linear overall.
-      if (head > 0 && head * 2 >= changeHashes.length) {
-        changeHashes.splice(0, head);
-        changeTimes.splice(0, head);
+      while (head < length && changeTimes[head]! < before) {
+        if (changeRefs[head] === -1) named.delete(oldest());
+        head++;
+      }
+      // Dropped in one go once they are most of the arrays, so pruning stays linear overall.
+      if (head > 0 && head * 2 >= length) {
+        changeRefs.copyWithin(0, head, length);
+        changeTimes.copyWithin(0, head, length);
+        length -= head;
         head = 0;
       }
     },
