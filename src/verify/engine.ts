@@ -9,7 +9,7 @@ import type { IpAddress, IpMatcher } from "../lib/ip.js";
 import type { Clock } from "../lib/clock.js";
 import type { KeyCodec } from "../keys/format.js";
 import type { KeyHasher } from "../keys/hash.js";
-import { sha256Hex } from "../keys/hash.js";
+import { digestOfHex, hexOfDigest, sha256Hex } from "../keys/hash.js";
 import type { Lockout, LockoutPolicy, LockoutState, RateLimiter, RateLimitVerdict } from "../limits/types.js";
 import type { KeyRecord, Store } from "../store/types.js";
 import type { UsageRecorder } from "../usage/recorder.js";
@@ -197,8 +197,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   let rulesGeneration = 0;
   let legacyHashes = hasher.algorithm !== "sha256";
   let legacyPresent = false;
-  // A legacy record's own (SHA-256) hash → the primary hash it is also cached under, so that
-  // invalidating the record reaches both entries. Bounded by the number of legacy keys.
+  // The key caches (`positive`, `negative`, `legacyAlias`) are keyed by `hasher.digest`, the
+  // hash as 32 Latin-1 characters; the store and invalidations speak hex (`hash`).
+  // A legacy record's own (SHA-256) digest → the primary digest it is also cached under, so
+  // that invalidating the record reaches both entries. Bounded by the number of legacy keys.
   const legacyAlias = new Map<string, string>();
 
   // Verdicts hand out the cached record's arrays and objects; frozen once here, so a caller
@@ -243,31 +245,33 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     });
   };
 
-  /** The cache's answer for a hash: an entry, null for a known-unknown key, undefined on a miss. */
-  function peek(hash: string, now: number): CachedKey | null | undefined {
+  /** The cache's answer for a digest: an entry, null for a known-unknown key, undefined on a miss. */
+  function peek(digest: string, now: number): CachedKey | null | undefined {
     if (!fresh(now)) return undefined;
-    const hit = positive?.get(hash);
+    const hit = positive?.get(digest);
     if (hit) return hit;
-    if (negative?.has(hash)) return null;
+    if (negative?.has(digest)) return null;
     return undefined;
   }
 
-  async function load(hash: string, key: string): Promise<CachedKey | null> {
+  async function load(digest: string, key: string): Promise<CachedKey | null> {
+    const hash = hexOfDigest(digest);
     let record = await store.getKeyByHash(hash);
     if (!record && legacyHashes && legacyPresent) {
       const plain = await store.getKeyByHash(sha256Hex(key));
       if (plain && plain.hashAlgorithm === "sha256") record = plain;
     }
     if (!record) {
-      negative?.set(hash, NEGATIVE);
+      negative?.set(digest, NEGATIVE);
       return null;
     }
     const entry = compile(record);
-    positive?.set(hash, entry);
-    // A legacy record is cached under the primary hash too, but invalidated by its own.
+    positive?.set(digest, entry);
+    // A legacy record is cached under the primary digest too, but invalidated by its own.
     if (record.hash !== hash && positive) {
-      positive.set(record.hash, entry);
-      legacyAlias.set(record.hash, hash);
+      const own = digestOfHex(record.hash);
+      positive.set(own, entry);
+      legacyAlias.set(own, digest);
     }
     return entry;
   }
@@ -380,10 +384,11 @@ export function createVerifier(ports: VerifierPorts): Verifier {
   return {
     invalidate(hash) {
       if (hash.startsWith("acc_")) { accountRules.delete(hash); rulesGeneration++; return; }
-      positive?.delete(hash);
-      negative?.delete(hash);
-      const alias = legacyAlias.get(hash);
-      if (alias !== undefined) { positive?.delete(alias); legacyAlias.delete(hash); }
+      const digest = digestOfHex(hash);
+      positive?.delete(digest);
+      negative?.delete(digest);
+      const alias = legacyAlias.get(digest);
+      if (alias !== undefined) { positive?.delete(alias); legacyAlias.delete(digest); }
       // A changed SHA-256 record may be the legacy twin of a key cached as unknown under its
       // primary (HMAC) hash, which this hash does not name: forget every unknown key.
       if (legacyHashes && legacyPresent) negative?.clear();
@@ -454,8 +459,8 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     // A key found in the cache and already matched to this API is the same string that
     // passed its format check then: it is not parsed again. Any other key is parsed before
     // anything else is looked at, so a malformed key never reaches the store.
-    const hash = hasher.hash(key!);
-    const cached = peek(hash, now);
+    const digest = hasher.digest(key!);
+    const cached = peek(digest, now);
     if (cached && cached.parsedFor === api.config.id) {
       obs?.cache("hit");
       return admit(api, request, cached, address, subject, null, now);
@@ -463,7 +468,7 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     const parsed = api.codec.parse(key!);
     if (!parsed) return fail(api, subject, null, "MALFORMED_KEY", null, now);
     obs?.cache(cached === undefined ? "miss" : cached === null ? "negative" : "hit");
-    if (cached === undefined) return loadThenAdmit(api, request, hash, key!, parsed.environment, address, subject, now);
+    if (cached === undefined) return loadThenAdmit(api, request, digest, key!, parsed.environment, address, subject, now);
     return match(api, request, cached, parsed.environment, address, subject, null, now);
   }
 
@@ -475,10 +480,10 @@ export function createVerifier(ports: VerifierPorts): Verifier {
     return admit(api, request, entry, address, subject, lock, now);
   }
 
-  async function loadThenAdmit(api: ApiRuntime, request: VerifyRequest, hash: string, key: string, environment: string | null, address: IpAddress | null, subject: string | null, now: number): Promise<Verdict> {
+  async function loadThenAdmit(api: ApiRuntime, request: VerifyRequest, digest: string, key: string, environment: string | null, address: IpAddress | null, subject: string | null, now: number): Promise<Verdict> {
     let lock: LockoutState | null = null;
     if (subject !== null && (lock = await lockout.check(subject, api.lockout!, now)).blocked) return blockedVerdict(api, lock, now);
-    return match(api, request, await load(hash, key), environment, address, subject, lock, now);
+    return match(api, request, await load(digest, key), environment, address, subject, lock, now);
   }
 
   /** A key of another API, or of another environment than its prefix names, is not found. */
