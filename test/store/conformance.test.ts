@@ -234,6 +234,22 @@ for (const [name, make, skip] of ADAPTERS) {
         assert.deepEqual(await store.listKeys({ limit: 10 }), []);
       }));
 
+      test("a key whose metadata JSON cannot hold (a BigInt) is refused, in a batch or a patch, and stores nothing", () => run(async (store) => {
+        await store.createAccount(account("acc_1"));
+        const existing = keyRecord("acc_1");
+        await store.insertKeys([existing]);
+        const good = keyRecord("acc_1");
+        const bad = keyRecord("acc_1", { metadata: { n: 10n } as unknown as Record<string, unknown> });
+        await assert.rejects(store.insertKeys([good, bad]));
+        assert.equal(await store.getKey(good.id), null);
+        assert.equal(await store.getKeyByHash(good.hash), null);
+        await assert.rejects(store.updateKey(existing.id, { metadata: bad.metadata }, T + 5));
+        assert.deepEqual(await store.getKey(existing.id), existing);
+        assert.deepEqual(await store.listKeys({ limit: 10 }), [existing]);
+        await store.insertKeys([good]);
+        assert.deepEqual((await store.listKeys({ limit: 10 })).map((k) => k.id), [existing.id, good.id]);
+      }));
+
       test("a large batch is stored whole", () => run(async (store) => {
         await store.createAccount(account("acc_1"));
         const batch = Array.from({ length: 1200 }, () => keyRecord("acc_1"));

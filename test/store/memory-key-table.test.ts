@@ -1,9 +1,10 @@
 /**
  * The memory store's off-heap key table (src/store/memory/key-table.ts): the parts the store's
  * conformance suite does not reach with a handful of keys — indexes that grow and rehash,
- * arenas of several chunks, compaction after many updates, records larger than a chunk,
- * non-ASCII ids — and the memory store's change feed in typed arrays, with account changes
- * among key changes, growing past its first arrays and pruned in steps.
+ * arenas of several chunks, evacuation of half-dead chunks, records larger than half a chunk,
+ * records that cannot be encoded, non-ASCII ids, and a long random run checked against a
+ * plain Map — and the memory store's change feed in typed arrays, with account changes among
+ * key changes, growing past its first arrays and pruned in steps.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -41,7 +42,7 @@ describe("memory store: the off-heap key table", () => {
     assert.equal(table.slotOfId(`${records[5]!.id}0`), -1);
   });
 
-  test("updates leave dead bytes that a compaction reclaims, and every record reads back as last written", () => {
+  test("updates leave dead bytes that evacuating half-dead chunks reclaims, and every record reads back as last written", () => {
     const table = new KeyTable(4096);
     const records = Array.from({ length: 50 }, () => record());
     table.insert(records);
@@ -56,21 +57,98 @@ describe("memory store: the off-heap key table", () => {
     }
     for (const r of latest) assert.deepEqual(table.get(table.slotOfHash(r.hash)), r);
     const { live, dead, chunks } = table.memory;
-    // 200 rounds wrote some 50 × 200 × 300 bytes (~3 MB): without compaction, ~700 chunks.
-    assert.ok(peakChunks <= 12, `at most ${peakChunks} chunks of 4 KB held at once`);
-    assert.ok(dead <= Math.max(live, 4096), `${dead} dead bytes against ${live} live`);
-    assert.ok(chunks * 4096 <= 3 * (live + dead) + 4096, `${chunks} chunks for ${live + dead} bytes`);
+    // 200 rounds wrote some 50 × 200 × 300 bytes (~3 MB): without reclaiming, ~700 chunks.
+    // Every chunk but the one being filled is less than half dead: at most twice the live bytes, plus that one.
+    assert.ok(peakChunks * 4096 <= 2 * live + 3 * 4096, `at most ${peakChunks} chunks of 4 KB held at once for ${live} live bytes`);
+    assert.ok(dead <= live + 4096, `${dead} dead bytes against ${live} live`);
+    assert.ok(chunks * 4096 <= 2 * live + 2 * 4096, `${chunks} chunks for ${live} live bytes`);
   });
 
-  test("a record larger than a chunk gets a chunk of its own; the records after it go on as before", () => {
+  test("one record updated again and again: the chunk it fills is left mostly dead, evacuated, and freed", () => {
+    const table = new KeyTable(4096);
+    let r = record({ metadata: { pad: "q".repeat(200) } });
+    table.insert([r]);
+    for (let i = 0; i < 100; i++) {
+      r = { ...r, name: `version ${i}`, updatedAt: i };
+      table.replace(0, r);
+      assert.deepEqual(table.get(0), r);
+    }
+    const { chunks, live, dead } = table.memory;
+    assert.equal(chunks, 1, "each chunk the record filled with its versions was freed once left");
+    assert.ok(live < 500 && dead < 4096, `${live} live, ${dead} dead bytes`);
+  });
+
+  test("a record larger than half a chunk gets a chunk of its own, freed when the record is replaced", () => {
     const table = new KeyTable(4096);
     const small = record();
     const huge = record({ metadata: { blob: "y".repeat(20_000), nested: { list: [1, "two", null] } } });
+    const half = record({ metadata: { blob: "z".repeat(2_500) } });
     const next = record();
-    table.insert([small, huge, next]);
-    for (const r of [small, huge, next]) assert.deepEqual(table.get(table.slotOfId(r.id)), r);
+    table.insert([small, huge, half, next]);
+    for (const r of [small, huge, half, next]) assert.deepEqual(table.get(table.slotOfId(r.id)), r);
+    assert.equal(table.memory.chunks, 3, "one chunk for the small records, one each for the two large ones");
     table.replace(table.slotOfId(huge.id), { ...huge, metadata: {} });
+    table.replace(table.slotOfId(half.id), { ...half, metadata: {} });
     assert.deepEqual(table.get(table.slotOfId(huge.id)).metadata, {});
+    assert.deepEqual(table.get(table.slotOfId(half.id)).metadata, {});
+    assert.equal(table.memory.chunks, 1, "the large records' chunks are freed");
+    for (const r of [small, next]) assert.deepEqual(table.get(table.slotOfId(r.id)), r);
+  });
+
+  test("a record that cannot be encoded stores nothing, in a batch or as an update, and the table stays whole", () => {
+    const table = new KeyTable(4096);
+    const first = record();
+    table.insert([first]);
+    const before = table.memory;
+    const good = record();
+    const bad = record({ metadata: { n: 10n } as unknown as Record<string, unknown> });
+    assert.throws(() => table.insert([good, bad]), TypeError);
+    assert.equal(table.size, 1);
+    assert.equal(table.slotOfId(good.id), -1);
+    assert.equal(table.slotOfHash(good.hash), -1);
+    assert.throws(() => table.replace(0, { ...first, metadata: bad.metadata }), TypeError);
+    assert.deepEqual(table.get(0), first);
+    assert.deepEqual(table.memory, before);
+    assert.deepEqual(table.list({ limit: 10 }), [first]);
+    table.insert([good]);
+    assert.deepEqual(table.list({ limit: 10 }), [first, good]);
+  });
+
+  test("a long random run of inserts, updates and usage, records of every size, agrees with a plain Map", () => {
+    let seed = 42;
+    const random = (): number => ((seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32);
+    const pad = (): string => "p".repeat(Math.floor(random() ** 3 * 6_000)); // mostly small, some over half a chunk, a few over a chunk
+    const table = new KeyTable(4096);
+    const model = new Map<string, KeyRecord>();
+    const ids: string[] = [];
+    for (let step = 0; step < 6_000; step++) {
+      const roll = random();
+      if (roll < 0.3 || ids.length === 0) {
+        const batch = Array.from({ length: 1 + Math.floor(random() * 4) }, () => record({ metadata: { pad: pad() } }));
+        table.insert(batch);
+        for (const r of batch) { model.set(r.id, r); ids.push(r.id); }
+      } else if (roll < 0.9) {
+        const id = ids[Math.floor(random() * ids.length)]!;
+        const next = { ...model.get(id)!, name: `s${step}`, metadata: { pad: pad() }, updatedAt: step };
+        table.replace(table.slotOfId(id), next);
+        model.set(id, next);
+      } else {
+        const id = ids[Math.floor(random() * ids.length)]!;
+        table.addUsage(table.slotOfId(id), 3, step);
+        const r = model.get(id)!;
+        model.set(id, { ...r, usageCount: r.usageCount + 3, lastUsedAt: Math.max(r.lastUsedAt ?? 0, step) });
+      }
+      if (step % 500 === 0) {
+        const { live, chunks } = table.memory;
+        assert.ok(chunks * 4096 <= 2 * live + 4 * 4096 + 6_000 * 2, `step ${step}: ${chunks} chunks for ${live} live bytes`);
+      }
+    }
+    assert.equal(table.size, model.size);
+    for (const [id, r] of model) {
+      assert.deepEqual(table.get(table.slotOfId(id)), r);
+      assert.equal(table.slotOfHash(r.hash), table.slotOfId(id));
+    }
+    assert.deepEqual(table.list({ limit: model.size }).map((r) => r.id), [...model.keys()].sort());
   });
 
   test("ids, hashes and names outside ASCII round-trip and are found", () => {

@@ -12,8 +12,11 @@ import type { KeyListQuery, KeyRecord } from "../types.js";
  *
  * A record lives in one slot, numbered in insertion order, for ever (keys are never deleted;
  * revocation is a field). Its bytes — id, hash, then the other fields as a JSON array — lie in
- * an arena of chunks; an update writes new bytes and leaves the old ones dead until a
- * compaction copies the live records into fresh chunks. The fields list queries filter on are
+ * an arena of chunks; an update writes new bytes and leaves the old ones dead. A chunk half
+ * dead is evacuated: its live records are copied to the chunk being filled and it is freed,
+ * so the arena stays within about twice the live bytes, and the pause is one scan of the
+ * slot column plus at most half a chunk copied — never the whole arena at once. A record
+ * larger than half a chunk gets a chunk of its own. The fields list queries filter on are
  * numbers in columns (strings interned once), so a listing reads no record it does not return,
  * and the fields `recordUsage` changes are columns, so counting a use rewrites nothing.
  *
@@ -25,12 +28,17 @@ import type { KeyListQuery, KeyRecord } from "../types.js";
  * table.get(table.slotOfHash(record.hash)); // a fresh copy of the record
  */
 export class KeyTable {
-  private chunks: Buffer[] = [];
-  /** Bytes used in the last chunk. */
+  /** The arena; null where a chunk was freed (its index is reused, see `free`). */
+  private chunks: Array<Buffer | null> = [];
+  /** Per chunk: bytes of records an update replaced, and the unused end of a chunk left behind. */
+  private deadOf: number[] = [];
+  private free: number[] = [];
+  /** The chunk small records are written to (-1 before the first), and the bytes used in it. */
+  private active = -1;
   private tail = 0;
-  /** Bytes of records an update replaced, and of live records, over all chunks. */
-  private dead = 0;
+  /** Bytes of current records, and dead bytes, over all chunks. */
   private live = 0;
+  private dead = 0;
 
   private count = 0;
   private chunkOf = new Uint32Array(1024);
@@ -60,7 +68,7 @@ export class KeyTable {
 
   /** The arena: chunks allocated, bytes of current records, bytes of replaced ones not yet reclaimed. */
   get memory(): { chunks: number; live: number; dead: number } {
-    return { chunks: this.chunks.length, live: this.live, dead: this.dead };
+    return { chunks: this.chunks.length - this.free.length, live: this.live, dead: this.dead };
   }
 
   /** The slot of the key with this id, or -1. */
@@ -74,14 +82,19 @@ export class KeyTable {
   }
 
   /**
-   * Adds records whose ids and hashes are new (the caller checks): all of them, as nothing
-   * here can fail half-way but running out of memory.
+   * Adds records whose ids and hashes are new (the caller checks): all of them or, when one
+   * cannot be encoded (metadata that JSON cannot hold, such as a BigInt), none — every record
+   * is encoded before anything is stored.
    */
   insert(records: readonly KeyRecord[]): void {
+    const encoded = records.map(encode);
     this.reserve(this.count + records.length);
-    for (const r of records) {
-      const slot = this.count++;
-      this.write(slot, r);
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      // Counted once written: an evacuation while writing it scans the slots before it only.
+      const slot = this.count;
+      this.write(slot, r, encoded[i]!);
+      this.count++;
       this.usageOf[slot] = r.usageCount;
       this.lastUsedOf[slot] = r.lastUsedAt ?? Number.NaN;
       this.place(this.byId, slot, ID);
@@ -89,14 +102,15 @@ export class KeyTable {
     }
   }
 
-  /** Replaces the record in `slot` with `r`, which has the same id and hash. */
+  /** Replaces the record in `slot` with `r`, which has the same id and hash; throws, changing nothing, if `r` cannot be encoded. */
   replace(slot: number, r: KeyRecord): void {
-    this.dead += this.lengthOf[slot]!;
-    this.live -= this.lengthOf[slot]!;
-    this.write(slot, r);
+    const encoded = encode(r);
+    const length = this.lengthOf[slot]!;
+    const chunk = this.write(slot, r, encoded);
     this.usageOf[slot] = r.usageCount;
     this.lastUsedOf[slot] = r.lastUsedAt ?? Number.NaN;
-    if (this.dead > this.live && this.dead > this.chunkBytes) this.compact();
+    this.live -= length;
+    this.bury(chunk, length);
   }
 
   /** Adds uses to a key's count and moves its last use forward (never back). */
@@ -163,23 +177,23 @@ export class KeyTable {
     return buf.toString("utf8", at + 4, at + 4 + buf.readUInt32LE(at));
   }
 
-  /** Encodes `r` into the arena and points `slot` at it. */
-  private write(slot: number, r: KeyRecord): void {
-    const rest: Rest = [
-      r.name, r.hashAlgorithm, r.start, r.scopes, r.ipAllowlist, r.expiresAt, r.rateLimit, r.enabled, r.revokedAt,
-      r.rotatedAt, r.graceEndsAt, r.replacedBy, r.metadata, r.source, r.createdAt, r.updatedAt,
-    ];
-    const json = JSON.stringify(rest);
-    const idLength = Buffer.byteLength(r.id);
-    const hashLength = Buffer.byteLength(r.hash);
-    const length = 8 + idLength + hashLength + Buffer.byteLength(json);
-    const [buf, at] = this.allocate(length);
-    buf.writeUInt32LE(idLength, at);
+  /**
+   * Writes `r`, encoded by `encode`, into the arena and points `slot` at it. Returns the chunk
+   * `slot` pointed to before: where its previous bytes, now dead, lie (an evacuation while
+   * making room may have moved them).
+   */
+  private write(slot: number, r: KeyRecord, e: Encoded): number {
+    const length = 8 + e.idLength + e.hashLength + e.jsonLength;
+    const chunk = this.allocate(length);
+    const previous = this.chunkOf[slot]!;
+    const buf = this.chunks[chunk]!;
+    const at = chunk === this.active ? this.tail - length : 0;
+    buf.writeUInt32LE(e.idLength, at);
     buf.write(r.id, at + 4, "utf8");
-    buf.writeUInt32LE(hashLength, at + 4 + idLength);
-    buf.write(r.hash, at + 8 + idLength, "utf8");
-    buf.write(json, at + 8 + idLength + hashLength, "utf8");
-    this.chunkOf[slot] = this.chunks.length - 1;
+    buf.writeUInt32LE(e.hashLength, at + 4 + e.idLength);
+    buf.write(r.hash, at + 8 + e.idLength, "utf8");
+    buf.write(e.json, at + 8 + e.idLength + e.hashLength, "utf8");
+    this.chunkOf[slot] = chunk;
     this.offsetOf[slot] = at;
     this.lengthOf[slot] = length;
     this.live += length;
@@ -187,37 +201,64 @@ export class KeyTable {
     this.accountOf[slot] = this.names.id(r.accountId);
     this.applicationOf[slot] = r.applicationId === null ? -1 : this.names.id(r.applicationId);
     this.environmentOf[slot] = this.names.id(r.environment);
+    return previous;
   }
 
-  /** Room for `length` bytes at the end of the arena: the last chunk, or a new one. */
-  private allocate(length: number): [Buffer, number] {
-    let last = this.chunks[this.chunks.length - 1];
-    if (last === undefined || this.tail + length > last.length) {
-      // A record larger than a chunk (huge metadata) gets a chunk of its own size.
-      last = Buffer.allocUnsafeSlow(Math.max(this.chunkBytes, length));
-      this.chunks.push(last);
+  /**
+   * The chunk to write `length` bytes to: the active chunk (its bytes at `tail - length` once
+   * this returns), a new active one when they do not fit, or a chunk of their own when they
+   * are more than half a chunk.
+   */
+  private allocate(length: number): number {
+    // More than half a chunk: the room that would be left unused at the end of the active
+    // chunk is bounded, and an evacuation (at most half a chunk) plus this record always fit
+    // in a fresh chunk, so the loop below ends.
+    if (length * 2 > this.chunkBytes) return this.open(length);
+    // A loop: burying the chunk left behind may evacuate it into the new one, which may then
+    // have too little room left.
+    while (this.active < 0 || this.tail + length > this.chunkBytes) {
+      const left = this.active;
+      const unused = this.chunkBytes - this.tail;
+      this.active = this.open(this.chunkBytes);
       this.tail = 0;
+      // The end of the chunk left behind is never written: dead from now on.
+      if (left >= 0) this.bury(left, unused);
     }
-    const at = this.tail;
     this.tail += length;
-    return [last, at];
+    return this.active;
   }
 
-  /** Copies every live record into fresh chunks, in slot order, dropping the dead bytes. */
-  private compact(): void {
-    const old = this.chunks;
-    this.chunks = [];
-    this.tail = 0;
+  private open(size: number): number {
+    const index = this.free.pop() ?? this.chunks.length;
+    this.chunks[index] = Buffer.allocUnsafeSlow(size);
+    this.deadOf[index] = 0;
+    return index;
+  }
+
+  /** Counts `length` bytes of `chunk` dead, and evacuates the chunk (unless it is being filled) once half of it is. */
+  private bury(chunk: number, length: number): void {
+    this.deadOf[chunk] = this.deadOf[chunk]! + length;
+    this.dead += length;
+    if (chunk !== this.active && this.deadOf[chunk]! * 2 >= this.chunks[chunk]!.length) this.evacuate(chunk);
+  }
+
+  /** Copies the live records of `chunk` (not the active one) to the active chunk and frees it. */
+  private evacuate(chunk: number): void {
+    const from = this.chunks[chunk]!;
     for (let slot = 0; slot < this.count; slot++) {
-      const from = old[this.chunkOf[slot]!]!;
+      if (this.chunkOf[slot] !== chunk) continue;
       const at = this.offsetOf[slot]!;
       const length = this.lengthOf[slot]!;
-      const [buf, to] = this.allocate(length);
-      from.copy(buf, to, at, at + length);
-      this.chunkOf[slot] = this.chunks.length - 1;
-      this.offsetOf[slot] = to;
+      const to = this.allocate(length);
+      const offset = to === this.active ? this.tail - length : 0;
+      from.copy(this.chunks[to]!, offset, at, at + length);
+      this.chunkOf[slot] = to;
+      this.offsetOf[slot] = offset;
     }
-    this.dead = 0;
+    this.dead -= this.deadOf[chunk]!;
+    this.deadOf[chunk] = 0;
+    this.chunks[chunk] = null;
+    this.free.push(chunk);
   }
 
   /** Grows the columns to hold `slots` records and the indexes to stay at most half full. */
@@ -274,6 +315,23 @@ export class KeyTable {
     }
     return -1;
   }
+}
+
+/** A record's variable parts, encoded and measured before anything is written. */
+interface Encoded {
+  json: string;
+  jsonLength: number;
+  idLength: number;
+  hashLength: number;
+}
+
+function encode(r: KeyRecord): Encoded {
+  const rest: Rest = [
+    r.name, r.hashAlgorithm, r.start, r.scopes, r.ipAllowlist, r.expiresAt, r.rateLimit, r.enabled, r.revokedAt,
+    r.rotatedAt, r.graceEndsAt, r.replacedBy, r.metadata, r.source, r.createdAt, r.updatedAt,
+  ];
+  const json = JSON.stringify(rest);
+  return { json, jsonLength: Buffer.byteLength(json), idLength: Buffer.byteLength(r.id), hashLength: Buffer.byteLength(r.hash) };
 }
 
 /** The fields of a record kept in its JSON array, in this order. */
