@@ -114,11 +114,11 @@ describe("memory store: the off-heap key table", () => {
     assert.deepEqual(table.list({ limit: 10 }), [first, good]);
   });
 
-  test("a long random run of inserts, updates and usage, records of every size, agrees with a plain Map", () => {
-    let seed = 42;
+  for (const chunkBytes of [1024, 4096]) test(`a long random run of inserts, updates and usage, records of every size, agrees with a plain Map (${chunkBytes}-byte chunks)`, () => {
+    let seed = chunkBytes;
     const random = (): number => ((seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32);
     const pad = (): string => "p".repeat(Math.floor(random() ** 3 * 6_000)); // mostly small, some over half a chunk, a few over a chunk
-    const table = new KeyTable(4096);
+    const table = new KeyTable(chunkBytes);
     const model = new Map<string, KeyRecord>();
     const ids: string[] = [];
     for (let step = 0; step < 6_000; step++) {
@@ -139,8 +139,9 @@ describe("memory store: the off-heap key table", () => {
         model.set(id, { ...r, usageCount: r.usageCount + 3, lastUsedAt: Math.max(r.lastUsedAt ?? 0, step) });
       }
       if (step % 500 === 0) {
-        const { live, chunks } = table.memory;
-        assert.ok(chunks * 4096 <= 2 * live + 4 * 4096 + 6_000 * 2, `step ${step}: ${chunks} chunks for ${live} live bytes`);
+        const { live, dead } = table.memory;
+        assert.ok(dead <= live + chunkBytes, `step ${step}: ${dead} dead bytes for ${live} live`);
+        for (const [id, r] of model) assert.deepEqual(table.get(table.slotOfId(id)), r, `step ${step}`);
       }
     }
     assert.equal(table.size, model.size);
@@ -149,6 +150,11 @@ describe("memory store: the off-heap key table", () => {
       assert.equal(table.slotOfHash(r.hash), table.slotOfId(id));
     }
     assert.deepEqual(table.list({ limit: model.size }).map((r) => r.id), [...model.keys()].sort());
+  });
+
+  test("a chunk size that is not a whole number of at least 1,024 bytes is refused", () => {
+    for (const bad of [0, 100, 1023, 4096.5, Number.NaN]) assert.throws(() => new KeyTable(bad), RangeError, String(bad));
+    assert.equal(new KeyTable(1024).size, 0);
   });
 
   test("ids, hashes and names outside ASCII round-trip and are found", () => {

@@ -14,8 +14,8 @@ import type { KeyListQuery, KeyRecord } from "../types.js";
  * revocation is a field). Its bytes — id, hash, then the other fields as a JSON array — lie in
  * an arena of chunks; an update writes new bytes and leaves the old ones dead. A chunk half
  * dead is evacuated: its live records are copied to the chunk being filled and it is freed,
- * so the arena stays within about twice the live bytes, and the pause is one scan of the
- * slot column plus at most half a chunk copied — never the whole arena at once. A record
+ * so the arena stays within about twice the live bytes, and a pause is at most two scans of the
+ * slot column and about a chunk copied — never the whole arena at once. A record
  * larger than half a chunk gets a chunk of its own. The fields list queries filter on are
  * numbers in columns (strings interned once), so a listing reads no record it does not return,
  * and the fields `recordUsage` changes are columns, so counting a use rewrites nothing.
@@ -60,13 +60,19 @@ export class KeyTable {
   private readonly names = new Interner();
   private scratch = Buffer.allocUnsafe(256);
 
-  constructor(private readonly chunkBytes = 4 * 1024 * 1024) {}
+  constructor(private readonly chunkBytes = 4 * 1024 * 1024) {
+    if (!Number.isInteger(chunkBytes) || chunkBytes < 1024) throw new RangeError(`chunkBytes must be a whole number ≥ 1024, not ${chunkBytes}`);
+  }
 
   get size(): number {
     return this.count;
   }
 
-  /** The arena: chunks allocated, bytes of current records, bytes of replaced ones not yet reclaimed. */
+  /**
+   * The arena: chunks held (a record over half a chunk has one of its own, of its size), bytes
+   * of current records, and dead bytes not yet reclaimed (replaced records, and the unused ends
+   * of chunks left behind).
+   */
   get memory(): { chunks: number; live: number; dead: number } {
     return { chunks: this.chunks.length - this.free.length, live: this.live, dead: this.dead };
   }
@@ -245,10 +251,14 @@ export class KeyTable {
   /** Copies the live records of `chunk` (not the active one) to the active chunk and frees it. */
   private evacuate(chunk: number): void {
     const from = this.chunks[chunk]!;
-    for (let slot = 0; slot < this.count; slot++) {
+    // A chunk not being filled is all live or dead bytes: the scan stops once the live ones
+    // are moved, at once for a large record's own chunk (freed when the record is replaced).
+    let left = from.length - this.deadOf[chunk]!;
+    for (let slot = 0; left > 0 && slot < this.count; slot++) {
       if (this.chunkOf[slot] !== chunk) continue;
       const at = this.offsetOf[slot]!;
       const length = this.lengthOf[slot]!;
+      left -= length;
       const to = this.allocate(length);
       const offset = to === this.active ? this.tail - length : 0;
       from.copy(this.chunks[to]!, offset, at, at + length);
