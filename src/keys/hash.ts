@@ -57,7 +57,7 @@ export const hexOfDigest = (digest: string): string => Buffer.from(digest, "lati
  * so an invalidation by it reaches nothing.
  */
 export const digestOfHex = (hex: string): string =>
-  SHA256_HEX.test(hex.toLowerCase()) ? Buffer.from(hex, "hex").toString("latin1") : `\u0100${hex}`;
+  isSha256Hex(hex) ? Buffer.from(hex, "hex").toString("latin1") : `\u0100${hex}`;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 

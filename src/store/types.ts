@@ -228,8 +228,9 @@ export interface UsageDimensions {
  * src/store/aggregates.ts), or, the SQL stores, by rolling the minute up once it has passed
  * (docs/analytics.md), its hours and days read from its minute rows until then. A flush hands
  * over one object per series rather than three rows per bin. Every event adds one to exactly
- * one `latency` count, so a bucket's requests are the sum of its latency rows. Account, application and environment follow from the key; a stored row keeps those of
- * the first counts added to it.
+ * one `latency` count, so a bucket's requests are the sum of its latency rows. Account,
+ * application and environment follow from the key; a stored row keeps those of the first
+ * counts added to it.
  */
 export interface UsageCounters extends UsageDimensions {
   /** Epoch ms, a multiple of 60,000. */

@@ -7,7 +7,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createKeyHasher, digestOfHex, hexOfDigest, isSha256Hex } from "../../src/keys/hash.js";
 
-const KEYS = ["ck_live_a1B2c3D4e5F6g7H8i9J0kLmNoPqRsTuV", "", "ключ 🔑", "x".repeat(512)];
+// Placeholders, not keys: any string hashes.
+const KEYS = ["ck_test_PLACEHOLDER_not_a_real_key", "", "ключ 🔑", "x".repeat(512)];
 
 describe("key hashing", () => {
   test("without a secret, hash is SHA-256 in lower-case hex and digest the same bytes as 32 Latin-1 characters", () => {

@@ -101,8 +101,6 @@ export class KeyTable {
       const slot = this.count;
       this.write(slot, r, encoded[i]!);
       this.count++;
-      this.usageOf[slot] = r.usageCount;
-      this.lastUsedOf[slot] = r.lastUsedAt ?? Number.NaN;
       this.place(this.byId, slot, ID);
       this.place(this.byHash, slot, HASH);
     }
@@ -113,8 +111,6 @@ export class KeyTable {
     const encoded = encode(r);
     const length = this.lengthOf[slot]!;
     const chunk = this.write(slot, r, encoded);
-    this.usageOf[slot] = r.usageCount;
-    this.lastUsedOf[slot] = r.lastUsedAt ?? Number.NaN;
     this.live -= length;
     this.bury(chunk, length);
   }
@@ -128,22 +124,17 @@ export class KeyTable {
 
   /** A fresh copy of the record in `slot`, the caller's to change. */
   get(slot: number): KeyRecord {
-    const buf = this.chunks[this.chunkOf[slot]!]!;
-    const at = this.offsetOf[slot]!;
-    const end = at + this.lengthOf[slot]!;
-    const idLength = buf.readUInt32LE(at);
-    const hashAt = at + 4 + idLength;
-    const hashLength = buf.readUInt32LE(hashAt);
-    const rest = JSON.parse(buf.toString("utf8", hashAt + 4 + hashLength, end)) as Rest;
+    const [buf, hashAt, hashLength] = this.field(slot, HASH);
+    const rest = JSON.parse(buf.toString("utf8", hashAt + hashLength, this.offsetOf[slot]! + this.lengthOf[slot]!)) as Rest;
     const last = this.lastUsedOf[slot]!;
     const application = this.applicationOf[slot]!;
     return {
-      id: buf.toString("utf8", at + 4, hashAt),
+      id: this.text(slot, ID),
       api: this.names.name(this.apiOf[slot]!),
       accountId: this.names.name(this.accountOf[slot]!),
       applicationId: application < 0 ? null : this.names.name(application),
       name: rest[0], environment: this.names.name(this.environmentOf[slot]!),
-      hash: buf.toString("utf8", hashAt + 4, hashAt + 4 + hashLength),
+      hash: buf.toString("utf8", hashAt, hashAt + hashLength),
       hashAlgorithm: rest[1], start: rest[2], scopes: rest[3], ipAllowlist: rest[4], expiresAt: rest[5], rateLimit: rest[6],
       enabled: rest[7], revokedAt: rest[8], rotatedAt: rest[9], graceEndsAt: rest[10], replacedBy: rest[11], metadata: rest[12],
       source: rest[13], createdAt: rest[14], updatedAt: rest[15],
@@ -153,10 +144,7 @@ export class KeyTable {
 
   /** The hash of the key in `slot`, as the change feed reports it. */
   hashOf(slot: number): string {
-    const buf = this.chunks[this.chunkOf[slot]!]!;
-    const at = this.offsetOf[slot]!;
-    const hashAt = at + 4 + buf.readUInt32LE(at);
-    return buf.toString("utf8", hashAt + 4, hashAt + 4 + buf.readUInt32LE(hashAt));
+    return this.text(slot, HASH);
   }
 
   /** The keys that match `q`, by id in code-unit order, after `q.after`, at most `q.limit`. */
@@ -170,17 +158,11 @@ export class KeyTable {
     for (let slot = 0; slot < this.count; slot++) {
       if ((api !== -2 && this.apiOf[slot] !== api) || (account !== -2 && this.accountOf[slot] !== account) ||
         (application !== -2 && this.applicationOf[slot] !== application)) continue;
-      const id = this.idOf(slot);
+      const id = this.text(slot, ID);
       if (q.after === undefined || id > q.after) found.push({ id, slot });
     }
     found.sort((a, b) => (a.id < b.id ? -1 : 1));
     return found.slice(0, q.limit).map((x) => this.get(x.slot));
-  }
-
-  private idOf(slot: number): string {
-    const buf = this.chunks[this.chunkOf[slot]!]!;
-    const at = this.offsetOf[slot]!;
-    return buf.toString("utf8", at + 4, at + 4 + buf.readUInt32LE(at));
   }
 
   /**
@@ -207,6 +189,8 @@ export class KeyTable {
     this.accountOf[slot] = this.names.id(r.accountId);
     this.applicationOf[slot] = r.applicationId === null ? -1 : this.names.id(r.applicationId);
     this.environmentOf[slot] = this.names.id(r.environment);
+    this.usageOf[slot] = r.usageCount;
+    this.lastUsedOf[slot] = r.lastUsedAt ?? Number.NaN;
     return previous;
   }
 
@@ -305,6 +289,12 @@ export class KeyTable {
     return [buf, at + 4, buf.readUInt32LE(at)];
   }
 
+  /** The id (ID) or hash (HASH) of `slot`. */
+  private text(slot: number, which: Field): string {
+    const [buf, start, length] = this.field(slot, which);
+    return buf.toString("utf8", start, start + length);
+  }
+
   private place(table: Int32Array, slot: number, which: Field): void {
     const [buf, start, length] = this.field(slot, which);
     const mask = table.length - 1;
@@ -321,7 +311,7 @@ export class KeyTable {
     for (let i = fnv1a(scratch, 0, length) & mask; table[i] !== 0; i = (i + 1) & mask) {
       const slot = table[i]! - 1;
       const [buf, start, n] = this.field(slot, which);
-      if (n === length && equalBytes(buf, start, scratch, length)) return slot;
+      if (n === length && buf.compare(scratch, 0, length, start, start + length) === 0) return slot;
     }
     return -1;
   }
@@ -393,9 +383,4 @@ function fnv1a(buf: Buffer, start: number, length: number): number {
   let h = 0x811c9dc5;
   for (let i = start, end = start + length; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
   return h >>> 0;
-}
-
-function equalBytes(a: Buffer, start: number, b: Buffer, length: number): boolean {
-  for (let i = 0; i < length; i++) if (a[start + i] !== b[i]) return false;
-  return true;
 }
